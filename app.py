@@ -1,0 +1,27 @@
+"""Development entry point: `python app.py` serves the gateway with gevent's WSGI server.
+
+Production runs `gunicorn -c gunicorn.conf.py wsgi:app` (see `make run`).
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":
+    from gevent import monkey
+
+    monkey.patch_all()  # first, before anything imports socket or ssl
+
+from comfysync import create_app  # noqa: E402
+
+
+def main() -> None:
+    """Serve on FLASK_HOST:FLASK_PORT."""
+    from gevent.pywsgi import WSGIServer
+
+    app = create_app()
+    settings = app.extensions["comfysync"].settings
+    print(f"comfysync (development server) on http://{settings.flask_host}:{settings.flask_port}")
+    WSGIServer((settings.flask_host, settings.flask_port), app).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""HTTP routes: one blueprint per resource, the `/api` ones nested under one parent."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app
+
+from ..auth import require_api_key
+from ..errors import ShuttingDown
+from . import comfy, files, generate, tasks, workflows
+
+api = Blueprint("api", __name__, url_prefix="/api")
+api.before_request(require_api_key)
+
+
+@api.before_request
+def _refuse_during_shutdown() -> None:
+    if current_app.extensions["comfysync"].shutting_down:
+        raise ShuttingDown("The gateway is shutting down; retry on another instance")
+
+
+for _module in (generate, comfy, workflows, tasks):
+    api.register_blueprint(_module.bp)
+
+
+def register(app: Flask) -> None:
+    """Attach the `/api` blueprints and the file server."""
+    app.register_blueprint(api)
+    app.register_blueprint(files.bp)

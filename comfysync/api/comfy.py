@@ -1,0 +1,30 @@
+"""ComfyUI's health (`/api/test_comfy`) and the gateway's own status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from ..errors import GatewayError
+
+bp = Blueprint("comfy", __name__)
+
+
+@bp.get("/test_comfy")
+def test_comfy():
+    """Ask ComfyUI for `/system_stats`; 503 with the reason when it cannot be reached."""
+    server = current_app.extensions["comfysync"].server()
+    url = f"{server.client.base_url}/system_stats"
+    try:
+        stats = server.client.system_stats()
+    except GatewayError as err:
+        body = err.to_dict() | {"comfyui_url": url}
+        return jsonify(body), 503
+    return {"status": "success", "comfyui_url": url, "response": {"system_stats": stats}}
+
+
+@bp.get("/status")
+def status():
+    """The gateway's view: its WebSocket to ComfyUI and the requests it holds."""
+    gateway = current_app.extensions["comfysync"]
+    servers = [server.watcher.status() for server in gateway.servers]
+    return {"status": "success", "shutting_down": gateway.shutting_down, "servers": servers}

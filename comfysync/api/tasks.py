@@ -1,0 +1,84 @@
+"""Prompt status, history, images, and streaming ComfyUI's files through the gateway."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from .. import tasks
+from ..comfy.client import CHUNK
+from ..errors import BadRequest, NotFound
+from ..images import content_type_for
+
+bp = Blueprint("tasks", __name__)
+
+# Media types a browser could run as a page of our origin: always downloaded.
+_ACTIVE_TYPES = ("text/html", "application/javascript", "text/javascript", "text/css")
+
+
+@bp.get("/task_status/<prompt_id>")
+def task_status(prompt_id: str):
+    """pending (with queue_position), running, completed, error, cancelled or not_found."""
+    return tasks.task_status(current_app.extensions["comfysync"], prompt_id)
+
+
+@bp.get("/history")
+def history():
+    """The newest finished prompts (`?max_items=`, default 20), newest first."""
+    max_items = request.args.get("max_items", "20")
+    if not max_items.isdigit() or int(max_items) < 1:
+        raise BadRequest("'max_items' must be a positive integer")
+    items = tasks.history(current_app.extensions["comfysync"], int(max_items))
+    return {"status": "success", "history": items}
+
+
+@bp.get("/history/<prompt_id>")
+def history_entry(prompt_id: str):
+    """One prompt's outcome and output files."""
+    gateway = current_app.extensions["comfysync"]
+    entry = gateway.server().client.history(prompt_id)
+    if not entry:
+        raise NotFound(f"No history for prompt {prompt_id}", prompt_id=prompt_id)
+    return {"status": "success"} | tasks.history_item(gateway, prompt_id, entry)
+
+
+@bp.get("/image/<prompt_id>")
+def images(prompt_id: str):
+    """The output files of one finished prompt."""
+    found = tasks.images_of(current_app.extensions["comfysync"], prompt_id)
+    if found is None:
+        raise NotFound(f"No history for prompt {prompt_id}", prompt_id=prompt_id)
+    return {"status": "success", "prompt_id": prompt_id, "images": found}
+
+
+@bp.get("/view")
+def view():
+    """Stream one of ComfyUI's output or temp files (the URLs in status and history)."""
+    filename = request.args.get("filename", "")
+    subfolder = request.args.get("subfolder", "")
+    kind = request.args.get("type", "output")
+    if kind not in ("output", "temp"):
+        raise BadRequest("'type' must be 'output' or 'temp'")
+    parts = [p for p in subfolder.replace("\\", "/").split("/") if p]
+    if not filename or "/" in filename or "\\" in filename or ".." in [filename, *parts]:
+        raise BadRequest("Invalid file name")
+    if subfolder.startswith("/"):
+        raise BadRequest("Invalid subfolder")
+    upstream = (
+        current_app.extensions["comfysync"].server().client.open_view(filename, subfolder, kind)
+    )
+
+    def body():
+        try:
+            yield from upstream.iter_content(CHUNK)
+        finally:
+            upstream.close()
+
+    content_type = content_type_for(filename)
+    disposition = f'inline; filename="{filename}"'
+    if content_type.startswith(_ACTIVE_TYPES) or "xml" in content_type:
+        content_type, disposition = "application/octet-stream", f'attachment; filename="{filename}"'
+    headers = {"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
+    length = upstream.headers.get("Content-Length")
+    if length:
+        headers["Content-Length"] = length
+    return Response(body(), mimetype=content_type, headers=headers)

@@ -1,0 +1,64 @@
+"""Stored workflows: list them and queue one without waiting."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..errors import BadRequest, GatewayError
+from ..generation import GenerationSpec, build_graph, submit_only
+
+bp = Blueprint("workflows", __name__)
+
+_SIMPLE_KEYS = {"prompt", "target_node", "patches", "randomize_seed"}
+
+
+@bp.get("/workflows")
+def list_workflows():
+    """Names of the graphs in the workflows folder."""
+    return {"workflows": current_app.extensions["comfysync"].workflows.names()}
+
+
+def _spec_for(name: str, body: Any) -> GenerationSpec:
+    """Read the simple body (`prompt`, `target_node`) or the advanced one (`{id: {inputs}}`)."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    if not body.keys() - _SIMPLE_KEYS:
+        randomize = body.get("randomize_seed", False)
+        if not isinstance(randomize, bool):
+            raise BadRequest("'randomize_seed' must be true or false")
+        target = body.get("target_node")
+        return GenerationSpec(
+            workflow=name,
+            prompt=body.get("prompt"),
+            target_node=None if target is None else str(target),
+            patches=body.get("patches"),
+            randomize_seed=randomize,
+        )
+    return GenerationSpec(workflow=name, patches=body)
+
+
+@bp.post("/workflow/<name>")
+def queue_workflow(name: str):
+    """Submit a stored workflow without waiting; poll `/api/task_status/<prompt_id>`."""
+    gateway = current_app.extensions["comfysync"]
+    prompt_id = str(uuid.uuid4())
+    try:
+        spec = _spec_for(name, request.get_json(silent=True))
+        graph = build_graph(gateway, spec, prompt_id)
+        reply = submit_only(gateway, graph, prompt_id)
+    except GatewayError as err:
+        body = {"prompt_id": None, "node_errors": {}, "client_id": None} | err.to_dict()
+        return jsonify(body), err.code
+    return {
+        "status": "success",
+        "prompt_id": reply.get("prompt_id", prompt_id),
+        "number": reply.get("number"),
+        "node_errors": reply.get("node_errors", {}),
+        "error": None,
+        "client_id": gateway.server().watcher.client_id,
+    }

@@ -1,0 +1,1 @@
+"""Talking to ComfyUI: HTTP client, WebSocket watcher, message shapes."""

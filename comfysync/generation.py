@@ -1,0 +1,230 @@
+"""Running one generation: build the graph, submit it, wait, copy the outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.pool import Pool
+
+from .comfy.protocol import Outcome, outcome_from_history
+from .comfy.waits import PromptWait
+from .disconnect import DisconnectMonitor
+from .errors import (
+    BadRequest,
+    ClientGone,
+    GatewayError,
+    GenerationTimeout,
+    NoOutput,
+    PromptLost,
+)
+from .outputs import OutputFile, choose, describe, list_files, list_texts
+from .storage.base import StoredFile
+from .workflows import patching
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+COPY_CONCURRENCY = 4
+
+
+@dataclass
+class GenerationSpec:
+    """What a client asked for, parsed from the JSON body."""
+
+    workflow: str | None = None
+    workflow_data: dict[str, Any] | None = None
+    patches: dict[str, Any] | None = None
+    prompt: str | None = None
+    target_node: str | None = None
+    output_node_id: str | None = None
+    randomize_seed: bool = False
+    response_type: str = "url"
+
+    @classmethod
+    def from_body(cls, body: Any) -> GenerationSpec:
+        """Parse and check a `/api/generate` body.
+
+        :raises BadRequest: naming the offending field.
+        """
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object")
+        workflow = body.get("workflow")
+        data = body.get("workflow_data")
+        if (workflow is None) == (data is None):
+            raise BadRequest("Send exactly one of 'workflow' (a stored name) or 'workflow_data'")
+        if workflow is not None and not isinstance(workflow, str):
+            raise BadRequest("'workflow' must be the name of a stored workflow")
+        response_type = body.get("response_type", "url")
+        if response_type not in ("url", "file"):
+            raise BadRequest("'response_type' must be 'url' or 'file'")
+        randomize = body.get("randomize_seed", False)
+        if not isinstance(randomize, bool):
+            raise BadRequest("'randomize_seed' must be true or false")
+        target = body.get("target_node")
+        output_node = body.get("output_node_id")
+        return cls(
+            workflow=workflow,
+            workflow_data=patching.check_graph(data) if data is not None else None,
+            patches=body.get("patches"),
+            prompt=body.get("prompt"),
+            target_node=None if target is None else str(target),
+            output_node_id=None if output_node in (None, "") else str(output_node),
+            randomize_seed=randomize,
+            response_type=response_type,
+        )
+
+
+@dataclass
+class GenerationResult:
+    """A finished generation: what was stored and how long each phase took."""
+
+    prompt_id: str
+    files: list[OutputFile]
+    stored: list[StoredFile]
+    texts: list[dict[str, Any]]
+    outcome: Outcome
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `/api/generate` response body."""
+        images = [describe(s, f) for s, f in zip(self.stored, self.files, strict=True)]
+        body: dict[str, Any] = {
+            "status": "success",
+            "url": images[0]["url"] if images else None,
+            "prompt_id": self.prompt_id,
+            "images": images,
+            "timings": self.timings,
+            "execution_time": self.outcome.execution_time,
+        }
+        if self.texts:
+            body["texts"] = self.texts
+        return body
+
+
+def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[str, Any]:
+    """The graph to submit: stored or inline, then patches, prompt and our own changes."""
+    if spec.workflow is not None:
+        graph = gateway.workflows.load(spec.workflow)
+        patching.check_graph(graph, field=f"workflow {spec.workflow}")
+    else:
+        graph = json.loads(json.dumps(spec.workflow_data))  # never mutate the caller's dict
+    patching.apply_patches(graph, spec.patches)
+    patching.apply_prompt(graph, spec.prompt, spec.target_node)
+    patching.check_output_node(graph, spec.output_node_id)
+    if spec.randomize_seed:
+        patching.randomize_seeds(graph)
+    patching.prefix_outputs(graph, prompt_id)
+    if gateway.settings.log_workflows:
+        log.debug("graph for prompt %s: %s", prompt_id, json.dumps(graph))
+    return graph
+
+
+def submit_only(gateway: Gateway, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
+    """Queue a graph without waiting; returns ComfyUI's reply."""
+    server = gateway.server()
+    return server.client.submit(graph, prompt_id, server.watcher.client_id)
+
+
+def generate(
+    gateway: Gateway, spec: GenerationSpec, environ: dict[str, Any] | None = None
+) -> GenerationResult:
+    """Run a generation to the end and store its outputs.
+
+    :raises GatewayError: for every failure, with the prompt id where one exists.
+    """
+    started = time.monotonic()
+    marks = {"start": started}
+    prompt_id = str(uuid.uuid4())
+    graph = build_graph(gateway, spec, prompt_id)
+    server = gateway.server()
+    wait = server.watcher.register(prompt_id)
+    monitor = None
+    if environ is not None and gateway.settings.cancel_on_disconnect:
+        monitor = DisconnectMonitor.attach(environ, wait.abandon)
+    try:
+        server.client.submit(graph, prompt_id, server.watcher.client_id)
+        wait.submitted = True
+        marks["queued"] = time.monotonic()
+        outcome = _await_outcome(gateway, wait, started + gateway.settings.generation_timeout)
+        marks["executed"] = time.monotonic()
+    finally:
+        server.watcher.unregister(wait)
+        if monitor is not None:
+            monitor.stop()
+    files = choose(list_files(outcome.outputs), spec.output_node_id)
+    if not files:
+        raise NoOutput(prompt_id=prompt_id, output_node_id=spec.output_node_id)
+    stored = _copy_all(gateway, prompt_id, files)
+    marks["fetched"] = marks["stored"] = time.monotonic()
+    timings = _phase_ms(marks)
+    return GenerationResult(prompt_id, files, stored, list_texts(outcome.outputs), outcome, timings)
+
+
+def _await_outcome(gateway: Gateway, wait: PromptWait, deadline: float) -> Outcome:
+    wait.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+    server = gateway.server()
+    if not wait.done.is_set():
+        if gateway.settings.cancel_on_timeout:
+            _cancel_quietly(gateway, wait.prompt_id)
+        raise GenerationTimeout(
+            f"No result after {gateway.settings.generation_timeout:g} s; "
+            "the prompt keeps running, fetch it later by prompt_id",
+            prompt_id=wait.prompt_id,
+        )
+    if wait.client_gone:
+        _cancel_quietly(gateway, wait.prompt_id)
+        raise ClientGone(prompt_id=wait.prompt_id)
+    if wait.error is not None:
+        raise wait.error
+    if wait.outcome is not None:
+        return wait.outcome
+    # Frames were missed; ComfyUI's history has the final word.
+    for _ in range(10):
+        entry = server.client.history(wait.prompt_id)
+        outcome = outcome_from_history(entry) if entry else None
+        if outcome is not None:
+            wait.settle(outcome)
+            break
+        gevent.sleep(0.1)
+    if wait.error is not None:
+        raise wait.error
+    if wait.outcome is None:
+        raise PromptLost(prompt_id=wait.prompt_id)
+    return wait.outcome
+
+
+def _cancel_quietly(gateway: Gateway, prompt_id: str) -> None:
+    try:
+        gateway.server().client.cancel(prompt_id)
+        gateway.cancelled.add(prompt_id)
+        log.info("cancelled prompt %s in ComfyUI", prompt_id)
+    except GatewayError as err:
+        log.warning("could not cancel prompt %s: %s", prompt_id, err)
+
+
+def _copy_all(gateway: Gateway, prompt_id: str, files: list[OutputFile]) -> list[StoredFile]:
+    copier = gateway.copier
+    if len(files) == 1:
+        return [copier.copy(prompt_id, files[0], 0)]
+    pool = Pool(COPY_CONCURRENCY)
+    jobs = [pool.spawn(copier.copy, prompt_id, f, i) for i, f in enumerate(files)]
+    pool.join(raise_error=True)
+    return [job.value for job in jobs]
+
+
+def _phase_ms(marks: dict[str, float]) -> dict[str, float]:
+    order = ["start", "queued", "executed", "fetched", "stored"]
+    timings = {
+        name: round((marks[name] - marks[prev]) * 1000, 1)
+        for prev, name in zip(order, order[1:], strict=False)
+    }
+    timings["total"] = round((marks["stored"] - marks["start"]) * 1000, 1)
+    return timings

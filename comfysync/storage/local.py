@@ -1,0 +1,59 @@
+"""Local disk storage under `output_images/`, served by the gateway itself."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+
+from ..errors import StorageError
+from .base import LocalStore, StoredFile
+
+
+class LocalDiskStore(LocalStore):
+    """Files under `root`, served at `<base_url>/output_images/<key>`."""
+
+    def __init__(self, root: str, base_url: str = "", url_prefix: str = "/output_images") -> None:
+        self.root = os.path.abspath(root)
+        self.base_url = base_url.rstrip("/")
+        self.url_prefix = url_prefix
+        os.makedirs(self.root, exist_ok=True)
+
+    def url_for(self, key: str) -> str:
+        """Absolute when SERVER_BASE_URL is set, else relative to this service."""
+        return f"{self.base_url}{self.url_prefix}/{key}"
+
+    def path_for(self, key: str) -> str:
+        """The file behind `key`; refuses anything that would leave the root."""
+        path = os.path.abspath(os.path.join(self.root, key))
+        if not path.startswith(self.root + os.sep):
+            raise StorageError(f"invalid storage key {key!r}")
+        return path
+
+    def write(self, key: str, chunks: Iterable[bytes], content_type: str) -> StoredFile:
+        """Stream `chunks` into a temporary file, then rename it into place."""
+        path = self.path_for(key)
+        folder = os.path.dirname(path)
+        size = 0
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in chunks:
+                        out.write(chunk)
+                        size += len(chunk)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as err:
+            raise StorageError(f"could not write {key}: {err}") from err
+        return StoredFile(
+            key=key,
+            url=self.url_for(key),
+            content_type=content_type,
+            size=size,
+            storage=self.name,
+            local_path=path,
+        )

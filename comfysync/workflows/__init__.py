@@ -1,0 +1,1 @@
+"""Stored workflow graphs and the changes requests make to them."""

@@ -1,0 +1,36 @@
+"""gunicorn settings: the gevent worker, bound from FLASK_HOST/FLASK_PORT."""
+
+import os
+import signal
+
+from comfysync.config import Settings
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.flask_host}:{_settings.flask_port}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+worker_class = "gevent"
+# Each held request is one greenlet; thousands can wait in one worker.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+# Requests are held open for minutes by design: gunicorn's worker timeout
+# only watches the heartbeat, which the gevent worker keeps beating.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(_settings.shutdown_grace)
+keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG", "-") or None
+loglevel = _settings.log_level.lower()
+
+
+def post_worker_init(worker):
+    """On SIGTERM, let held requests finish within the grace period, then answer 503."""
+    gateway = worker.wsgi.extensions["comfysync"]
+    previous = signal.getsignal(signal.SIGTERM)
+    # Answer the stragglers a little before gunicorn kills them.
+    grace = max(0.0, worker.cfg.graceful_timeout - 1.5)
+
+    def on_term(signum, frame):
+        gateway.begin_shutdown(grace)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)

@@ -1,0 +1,69 @@
+"""The Flask app without ComfyUI: routing, errors and API keys."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from comfysync import create_app
+
+
+@pytest.fixture
+def app(tmp_path):
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    (workflows / "one.json").write_text(json.dumps({"1": {"class_type": "A", "inputs": {}}}))
+    (workflows / "one.params.json").write_text("{}")
+    (workflows / "notes.txt").write_text("not a workflow")
+    return create_app(
+        {
+            "workflows_dir": str(workflows),
+            "output_dir": str(tmp_path / "out"),
+            "comfyui_url": "http://127.0.0.1:9",
+            "comfyui_retries": 0,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_workflow_list_skips_declarations(client) -> None:
+    assert client.get("/api/workflows").json == {"workflows": ["one"]}
+
+
+def test_comfy_down_is_503(client) -> None:
+    response = client.get("/api/test_comfy")
+    assert response.status_code == 503
+    assert response.json["status"] == "error"
+    assert response.json["comfyui_url"] == "http://127.0.0.1:9/system_stats"
+
+
+def test_api_keys(tmp_path) -> None:
+    app = create_app({"api_keys": ("k1",), "workflows_dir": str(tmp_path), "output_dir": str(tmp_path)})
+    client = app.test_client()
+    assert client.get("/api/workflows").status_code == 401
+    assert client.get("/api/workflows", headers={"Authorization": "Bearer k1"}).status_code == 200
+    assert client.get("/api/workflows", headers={"Authorization": "Basic k1"}).status_code == 401
+
+
+def test_output_images_are_served_without_listing(app, client) -> None:
+    stored = app.extensions["comfysync"].local.write("d/x.png", [b"\x89PNG"], "image/png")
+    with client.get("/output_images/d/x.png") as response:
+        assert response.status_code == 200 and response.data == b"\x89PNG"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/output_images/d/").status_code == 404
+    assert client.get("/output_images/../x.png").status_code == 404
+    assert os.path.exists(stored.local_path)
+
+
+def test_errors_are_json_with_status_code(client) -> None:
+    response = client.post("/api/generate", data="[1]", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["status_code"] == 400
+    assert client.get("/api/generate").status_code == 405
+    assert client.get("/api/generate").json["status_code"] == 405
