@@ -100,7 +100,6 @@ class Settings:
 
     workflows_dir: str = "workflows"
     output_dir: str = "output_images"
-    enable_oss: bool = False
 
     generation_timeout: float = 600.0
     cancel_on_disconnect: bool = True
@@ -146,7 +145,6 @@ class Settings:
             log_workflows=reader.get("LOG_WORKFLOWS", False, to_bool),
             workflows_dir=reader.get("WORKFLOWS_DIR", cls.workflows_dir, str.strip),
             output_dir=reader.get("OUTPUT_DIR", cls.output_dir, str.strip),
-            enable_oss=reader.get("ENABLE_OSS", False, to_bool),
             generation_timeout=reader.get(
                 "GENERATION_TIMEOUT", cls.generation_timeout, to_positive_float
             ),

@@ -13,8 +13,15 @@ from .comfy.watcher import ComfyWatcher
 from .config import Settings
 from .errors import ShuttingDown
 from .greenlets import Background
+from .inputs import ImageFetcher, InputSettings
 from .outputs import OutputCopier
-from .storage.local import LocalDiskStore
+from .storage import (
+    LocalDiskStore,
+    RetentionPruner,
+    build_remote_store,
+    load_retention_settings,
+    load_upload_settings,
+)
 from .workflows.store import WorkflowStore
 
 log = logging.getLogger(__name__)
@@ -66,13 +73,24 @@ class Gateway:
         # One server today; routing over a fleet picks among several here.
         self.servers = [ComfyServer(client, watcher)]
         self.workflows = WorkflowStore(settings.workflows_dir)
+        self.input_settings = InputSettings.from_env(settings.env)
+        self.fetcher = ImageFetcher(self.input_settings)
         self.local = LocalDiskStore(settings.output_dir, settings.server_base_url)
+        self.remote = build_remote_store(settings.env)
+        self.uploads = load_upload_settings(settings.env)
+        self.pruner = RetentionPruner(settings.output_dir, load_retention_settings(settings.env))
         self.copier = OutputCopier(
             client, self.local, settings.comfyui_output_dir, settings.comfyui_cleanup_outputs
         )
         self.cancelled = BoundedSet()
         self.shutting_down = False
         self.background = Background("gateway")
+
+    def start(self) -> None:
+        """Open the WebSocket(s) in this process, before the first request needs them."""
+        for server in self.servers:
+            server.watcher.ensure_started()
+        self.pruner.start()
 
     def server(self) -> ComfyServer:
         """The ComfyUI server for the next request."""
@@ -101,6 +119,9 @@ class Gateway:
     def close(self) -> None:
         """Stop background work and close connections."""
         self.background.kill()
+        self.pruner.stop()
+        if self.remote is not None:
+            self.remote.close()
         for server in self.servers:
             server.watcher.stop()
             server.client.close()

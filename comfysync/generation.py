@@ -23,8 +23,13 @@ from .errors import (
     NoOutput,
     PromptLost,
 )
+from .inputs import prepare_images
 from .outputs import OutputFile, choose, describe, list_files, list_texts
+from .params import resolve_inputs
+from .params.deploy import is_deploy_node
+from .storage import upload_all
 from .storage.base import StoredFile
+from .transcode import OutputOptions, parse_output_options
 from .workflows import patching
 
 if TYPE_CHECKING:
@@ -47,10 +52,13 @@ class GenerationSpec:
     output_node_id: str | None = None
     randomize_seed: bool = False
     response_type: str = "url"
+    output: OutputOptions = field(default_factory=OutputOptions)
+    inputs: dict[str, Any] | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def from_body(cls, body: Any) -> GenerationSpec:
-        """Parse and check a `/api/generate` body.
+    def from_body(cls, body: Any, files: dict[str, bytes] | None = None) -> GenerationSpec:
+        """Parse and check a `/api/generate` body (and files of a multipart request).
 
         :raises BadRequest: naming the offending field.
         """
@@ -79,6 +87,9 @@ class GenerationSpec:
             output_node_id=None if output_node in (None, "") else str(output_node),
             randomize_seed=randomize,
             response_type=response_type,
+            output=parse_output_options(body),
+            inputs=body.get("inputs"),
+            files=files or {},
         )
 
 
@@ -92,6 +103,7 @@ class GenerationResult:
     texts: list[dict[str, Any]]
     outcome: Outcome
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The `/api/generate` response body."""
@@ -101,11 +113,14 @@ class GenerationResult:
             "url": images[0]["url"] if images else None,
             "prompt_id": self.prompt_id,
             "images": images,
+            "storage": images[0]["storage"] if images else None,
             "timings": self.timings,
             "execution_time": self.outcome.execution_time,
         }
         if self.texts:
             body["texts"] = self.texts
+        if self.warnings:
+            body["warnings"] = self.warnings
         return body
 
 
@@ -118,12 +133,30 @@ def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[
         graph = json.loads(json.dumps(spec.workflow_data))  # never mutate the caller's dict
     patching.apply_patches(graph, spec.patches)
     patching.apply_prompt(graph, spec.prompt, spec.target_node)
-    patching.check_output_node(graph, spec.output_node_id)
     if spec.randomize_seed:
-        patching.randomize_seeds(graph)
+        patching.randomize_seeds(graph)  # before typed inputs, so an explicit seed wins
+    graph = _apply_inputs(gateway, spec, graph)
+    patching.check_output_node(graph, spec.output_node_id)
     patching.prefix_outputs(graph, prompt_id)
     if gateway.settings.log_workflows:
         log.debug("graph for prompt %s: %s", prompt_id, json.dumps(graph))
+    return graph
+
+
+def _apply_inputs(gateway: Gateway, spec: GenerationSpec, graph: dict[str, Any]) -> dict[str, Any]:
+    """Typed `inputs` (declared or ComfyUI Deploy nodes), then input images into ComfyUI."""
+    declaration = gateway.workflows.declaration(spec.workflow, graph) if spec.workflow else None
+    jobs: list[Any] = []
+    if declaration or spec.inputs or spec.files or any(map(is_deploy_node, graph.values())):
+        graph, jobs = resolve_inputs(graph, declaration, spec.inputs, spec.files)
+    if jobs or any(str(n.get("class_type", "")).startswith("LoadImage") for n in graph.values()):
+        graph = prepare_images(
+            graph,
+            jobs,
+            upload=gateway.server().client.upload_image,
+            settings=gateway.input_settings,
+            fetcher=gateway.fetcher,
+        )
     return graph
 
 
@@ -162,10 +195,27 @@ def generate(
     files = choose(list_files(outcome.outputs), spec.output_node_id)
     if not files:
         raise NoOutput(prompt_id=prompt_id, output_node_id=spec.output_node_id)
-    stored = _copy_all(gateway, prompt_id, files)
-    marks["fetched"] = marks["stored"] = time.monotonic()
-    timings = _phase_ms(marks)
-    return GenerationResult(prompt_id, files, stored, list_texts(outcome.outputs), outcome, timings)
+    stored = _copy_all(gateway, prompt_id, files, spec.output)
+    marks["fetched"] = time.monotonic()
+    # The local copies exist before any upload, so a failing bucket costs a
+    # warning, never an image.
+    uploaded = upload_all(
+        gateway.remote,
+        stored,
+        prompt_id=prompt_id,
+        concurrency=gateway.uploads.concurrency,
+        timeout=gateway.uploads.timeout,
+    )
+    marks["stored"] = time.monotonic()
+    return GenerationResult(
+        prompt_id,
+        files,
+        uploaded.files,
+        list_texts(outcome.outputs),
+        outcome,
+        _phase_ms(marks),
+        uploaded.warnings,
+    )
 
 
 def _await_outcome(gateway: Gateway, wait: PromptWait, deadline: float) -> Outcome:
@@ -210,12 +260,14 @@ def _cancel_quietly(gateway: Gateway, prompt_id: str) -> None:
         log.warning("could not cancel prompt %s: %s", prompt_id, err)
 
 
-def _copy_all(gateway: Gateway, prompt_id: str, files: list[OutputFile]) -> list[StoredFile]:
+def _copy_all(
+    gateway: Gateway, prompt_id: str, files: list[OutputFile], options: OutputOptions
+) -> list[StoredFile]:
     copier = gateway.copier
     if len(files) == 1:
-        return [copier.copy(prompt_id, files[0], 0)]
+        return [copier.copy(prompt_id, files[0], 0, options)]
     pool = Pool(COPY_CONCURRENCY)
-    jobs = [pool.spawn(copier.copy, prompt_id, f, i) for i, f in enumerate(files)]
+    jobs = [pool.spawn(copier.copy, prompt_id, f, i, options) for i, f in enumerate(files)]
     pool.join(raise_error=True)
     return [job.value for job in jobs]
 

@@ -10,13 +10,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gevent import get_hub
+
 from .comfy.client import CHUNK, ComfyClient
 from .comfy.protocol import NodeOutputs, node_sort_key
 from .images import content_type_for, probe_size
 from .storage.base import StoredFile
 from .storage.local import LocalDiskStore
+from .transcode import OutputOptions, transcode_bytes
 
 log = logging.getLogger(__name__)
+
+# Outputs that `output_format` and friends apply to; other files are kept as they are.
+_IMAGES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -87,15 +93,17 @@ class OutputCopier:
         self.comfy_output_dir = os.path.abspath(comfy_output_dir) if comfy_output_dir else ""
         self.cleanup = cleanup
 
-    def key_for(self, prompt_id: str, file: OutputFile, index: int) -> str:
+    def key_for(self, prompt_id: str, file: OutputFile, index: int, ext: str = "") -> str:
         """A storage key no other worker, restart or client can produce or guess."""
-        _, ext = os.path.splitext(file.filename)
+        ext = ext or os.path.splitext(file.filename)[1]
         day = time.strftime("%Y-%m-%d", time.gmtime())
         node = "".join(ch if ch.isalnum() else "_" for ch in file.node_id)
         return f"{day}/{prompt_id}-{node}-{index}-{secrets.token_hex(4)}{ext.lower()}"
 
-    def copy(self, prompt_id: str, file: OutputFile, index: int) -> StoredFile:
-        """Store one output locally and return it.
+    def copy(
+        self, prompt_id: str, file: OutputFile, index: int, options: OutputOptions | None = None
+    ) -> StoredFile:
+        """Store one output locally (converted if the request asked) and return it.
 
         :raises GatewayError: when ComfyUI cannot deliver it or the disk write fails.
         """
@@ -105,9 +113,18 @@ class OutputCopier:
             if disk_path
             else self.client.iter_view(file.filename, file.subfolder, file.type)
         )
-        stored = self.store.write(
-            self.key_for(prompt_id, file, index), chunks, content_type_for(file.filename)
-        )
+        if options is None or options.untouched or not file.filename.lower().endswith(_IMAGES):
+            # Streamed straight to disk: a large output never sits in memory.
+            key = self.key_for(prompt_id, file, index)
+            stored = self.store.write(key, chunks, content_type_for(file.filename))
+        else:
+            # Pillow releases the GIL while it decodes and encodes, so a thread
+            # keeps big images from starving the other greenlets.
+            data, converted = get_hub().threadpool.apply(
+                transcode_bytes, (b"".join(chunks), options)
+            )
+            key = self.key_for(prompt_id, file, index, converted.extension)
+            stored = self.store.write(key, [data], converted.content_type)
         if disk_path and self.cleanup and file.type == "output":
             try:
                 os.remove(disk_path)

@@ -73,7 +73,7 @@ class PromptWait:
     def on_frame(self, kind: str, data: dict[str, Any]) -> None:
         """Apply one WebSocket message about this prompt."""
         self.last_event = time.monotonic()
-        if self.done.is_set():
+        if self.settled:
             return
         if kind == "execution_start":
             self.state = "running"
@@ -113,16 +113,21 @@ class PromptWait:
 
     # -- settled by anyone ---------------------------------------------------
 
+    @property
+    def settled(self) -> bool:
+        """Whether the wait has its final result or error."""
+        return self.outcome is not None or self.error is not None
+
     def finish(self, outcome: Outcome) -> None:
         """Settle with a result."""
-        if not self.done.is_set():
+        if not self.settled:
             self.outcome = outcome
             self.state = outcome.status
             self.done.set()
 
     def fail(self, error: GatewayError) -> None:
         """Settle with an error."""
-        if not self.done.is_set():
+        if not self.settled:
             self.error = error
             self.state = "error"
             self.done.set()
@@ -136,14 +141,8 @@ class PromptWait:
         else:
             self.fail(execution_failed(self.prompt_id, outcome.error or {}))
 
-    def recheck(self) -> None:
-        """Wake the waiter to read the outcome from `/history`."""
-        if not self.done.is_set():
-            self.needs_history = True
-            self.done.set()
-
     def abandon(self) -> None:
         """The client went away; wake the waiter so it can cancel the prompt."""
-        if not self.done.is_set():
+        if not self.settled:
             self.client_gone = True
             self.done.set()

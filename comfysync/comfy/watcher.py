@@ -195,7 +195,7 @@ class ComfyWatcher:
                 w
                 for w in self.waits.values()
                 if w.submitted
-                and not w.done.is_set()
+                and not w.settled
                 and now - w.last_event > self.reconcile_interval
             ]
             if quiet:
@@ -227,15 +227,25 @@ class ComfyWatcher:
         The queue is read before the history, so a prompt finishing in between
         is found in the history rather than reported lost.
         """
-        waits = [w for w in waits if w.submitted and not w.done.is_set()]
+        waits = [w for w in waits if w.submitted and not w.settled]
         if not waits:
             return
         active = self.client.active_prompt_ids()
+        finished = [w for w in waits if w.prompt_id not in active]
         for wait in waits:
             if wait.prompt_id in active:
                 wait.last_event = time.monotonic()
-                continue
-            entry = self.client.history(wait.prompt_id)
+        if not finished:
+            return
+        # One call for the newest entries usually covers every finished prompt;
+        # a history shorter than asked for (as after a restart) covers all of it.
+        wanted = len(finished) + 64
+        recent = self.client.histories(max_items=wanted)
+        complete = len(recent) < wanted
+        for wait in finished:
+            entry = recent.get(wait.prompt_id)
+            if entry is None and not complete:
+                entry = self.client.history(wait.prompt_id)
             outcome = outcome_from_history(entry) if entry else None
             if outcome is None:
                 wait.fail(
