@@ -5,14 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request, send_file
 
 from ..generation import GenerationResult, GenerationSpec, generate
+from .body import read_body
 
 bp = Blueprint("generate", __name__)
 
 
-def _run() -> GenerationResult:
+def _run() -> tuple[GenerationSpec, GenerationResult]:
     gateway = current_app.extensions["comfysync"]
-    spec = GenerationSpec.from_body(request.get_json(silent=True))
-    return generate(gateway, spec, request.environ)
+    spec = GenerationSpec.from_body(*read_body())
+    return spec, generate(gateway, spec, request.environ)
 
 
 def _file_response(result: GenerationResult):
@@ -33,9 +34,8 @@ def _file_response(result: GenerationResult):
 @bp.post("/generate")
 def generate_url():
     """Run a workflow and answer with the URL of its first output (all in `images`)."""
-    body = request.get_json(silent=True)
-    result = _run()
-    if isinstance(body, dict) and body.get("response_type") == "file":
+    spec, result = _run()
+    if spec.response_type == "file":
         return _file_response(result)
     return result.to_dict()
 
@@ -43,4 +43,4 @@ def generate_url():
 @bp.post("/generate_file")
 def generate_file():
     """Run a workflow and answer with the bytes of its first output."""
-    return _file_response(_run())
+    return _file_response(_run()[1])

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from ..errors import BadRequest, GatewayError
 from ..generation import GenerationSpec, build_graph, submit_only
+from ..params import schema_json
+from .body import read_body
 
 bp = Blueprint("workflows", __name__)
 
-_SIMPLE_KEYS = {"prompt", "target_node", "patches", "randomize_seed"}
+_SIMPLE_KEYS = {"prompt", "target_node", "patches", "randomize_seed", "inputs"}
 
 
 @bp.get("/workflows")
@@ -21,7 +23,15 @@ def list_workflows():
     return {"workflows": current_app.extensions["comfysync"].workflows.names()}
 
 
-def _spec_for(name: str, body: Any) -> GenerationSpec:
+@bp.get("/workflows/<name>")
+def workflow_schema(name: str):
+    """A workflow's typed parameters: name, type, default, bounds, and the node each sets."""
+    store = current_app.extensions["comfysync"].workflows
+    graph = store.load(name)
+    return {"name": name} | schema_json(graph, store.declaration(name, graph))
+
+
+def _spec_for(name: str, body: Any, files: dict[str, bytes]) -> GenerationSpec:
     """Read the simple body (`prompt`, `target_node`) or the advanced one (`{id: {inputs}}`)."""
     if body is None:
         body = {}
@@ -38,8 +48,10 @@ def _spec_for(name: str, body: Any) -> GenerationSpec:
             target_node=None if target is None else str(target),
             patches=body.get("patches"),
             randomize_seed=randomize,
+            inputs=body.get("inputs"),
+            files=files,
         )
-    return GenerationSpec(workflow=name, patches=body)
+    return GenerationSpec(workflow=name, patches=body, files=files)
 
 
 @bp.post("/workflow/<name>")
@@ -48,7 +60,7 @@ def queue_workflow(name: str):
     gateway = current_app.extensions["comfysync"]
     prompt_id = str(uuid.uuid4())
     try:
-        spec = _spec_for(name, request.get_json(silent=True))
+        spec = _spec_for(name, *read_body())
         graph = build_graph(gateway, spec, prompt_id)
         reply = submit_only(gateway, graph, prompt_id)
     except GatewayError as err:

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from ..errors import BadRequest, GatewayError, NotFound
+from ..params import Declaration, DeclarationError, load_declaration
 
 # A plain file name: no separators, no leading dot, so no path traversal.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -20,6 +21,7 @@ class WorkflowStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._cache: dict[str, tuple[float, str]] = {}
+        self._declarations: dict[str, tuple[float, Declaration | None]] = {}
 
     def names(self) -> list[str]:
         """Sorted workflow names (parameter declarations are not workflows)."""
@@ -67,3 +69,23 @@ class WorkflowStore:
         if not isinstance(graph, dict):
             raise GatewayError(f"Workflow {name!r} is not a ComfyUI API-format graph")
         return graph
+
+    def declaration(self, name: str, graph: dict[str, Any]) -> Declaration | None:
+        """The typed parameters declared beside a workflow (`<name>.params.json`), if any.
+
+        :raises GatewayError: when the declaration is broken (a deployment error).
+        """
+        path = self.path_for(name)
+        params_path = path[: -len(".json")] + DECLARATION_SUFFIX + ".json"
+        try:
+            mtime = os.stat(params_path).st_mtime
+        except FileNotFoundError:
+            return None
+        cached = self._declarations.get(params_path)
+        if cached is None or cached[0] != mtime:
+            try:
+                cached = (mtime, load_declaration(path, graph))
+            except DeclarationError as err:
+                raise GatewayError(f"Parameters of workflow {name!r} are invalid: {err}") from err
+            self._declarations[params_path] = cached
+        return cached[1]

@@ -1,0 +1,31 @@
+"""Reading a request body: JSON, or multipart with JSON in a `payload` part plus files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from ..errors import BadRequest
+
+
+def read_body() -> tuple[Any, dict[str, bytes]]:
+    """The JSON body (None when empty) and any uploaded files by field name.
+
+    :raises BadRequest: when the body is not valid JSON.
+    """
+    if request.mimetype == "multipart/form-data":
+        raw = request.form.get("payload", "")
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError as err:
+            raise BadRequest(f"The 'payload' part is not valid JSON: {err}") from err
+        files = {name: upload.read() for name, upload in request.files.items()}
+        return body, files
+    if not request.get_data(cache=True):
+        return None, {}
+    try:
+        return json.loads(request.get_data(cache=True)), {}
+    except ValueError as err:
+        raise BadRequest(f"The request body is not valid JSON: {err}") from err
