@@ -24,6 +24,7 @@ loglevel = _settings.log_level.lower()
 def post_worker_init(worker):
     """On SIGTERM, let held requests finish within the grace period, then answer 503."""
     gateway = worker.wsgi.extensions["comfysync"]
+    gateway.start()  # connect the WebSocket now, not on the first request
     previous = signal.getsignal(signal.SIGTERM)
     # Answer the stragglers a little before gunicorn kills them.
     grace = max(0.0, worker.cfg.graceful_timeout - 1.5)

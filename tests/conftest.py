@@ -24,4 +24,3 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts from the embedded defaults, whatever the shell has set."""
     for name in _GATEWAY_VARS:
         monkeypatch.delenv(name, raising=False)
-

@@ -44,7 +44,9 @@ def test_comfy_down_is_503(client) -> None:
 
 
 def test_api_keys(tmp_path) -> None:
-    app = create_app({"api_keys": ("k1",), "workflows_dir": str(tmp_path), "output_dir": str(tmp_path)})
+    app = create_app(
+        {"api_keys": ("k1",), "workflows_dir": str(tmp_path), "output_dir": str(tmp_path)}
+    )
     client = app.test_client()
     assert client.get("/api/workflows").status_code == 401
     assert client.get("/api/workflows", headers={"Authorization": "Bearer k1"}).status_code == 200

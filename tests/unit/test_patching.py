@@ -12,11 +12,17 @@ from comfysync.workflows import patching
 
 def sd_graph() -> dict:
     return {
-        "3": {"class_type": "KSampler", "inputs": {"seed": 5, "positive": ["6", 0], "negative": ["7", 0]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {"seed": 5, "positive": ["6", 0], "negative": ["7", 0]},
+        },
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "pos", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "neg", "clip": ["4", 1]}},
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x"}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "ComfyUI"}},
+        "9": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["8", 0], "filename_prefix": "ComfyUI"},
+        },
     }
 
 

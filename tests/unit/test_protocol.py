@@ -11,7 +11,11 @@ from comfysync.outputs import choose, list_files
 def _entry(status_str: str, messages: list, outputs: dict | None = None) -> dict:
     return {
         "outputs": outputs or {},
-        "status": {"status_str": status_str, "completed": status_str == "success", "messages": messages},
+        "status": {
+            "status_str": status_str,
+            "completed": status_str == "success",
+            "messages": messages,
+        },
     }
 
 
@@ -62,8 +66,12 @@ def test_files_are_ordered_by_node_and_previews_only_as_fallback() -> None:
 def test_wait_follows_frames() -> None:
     wait = PromptWait("p", "s")
     wait.on_frame("execution_start", {"prompt_id": "p", "timestamp": 10})
-    wait.on_frame("executed", {"node": "3", "output": {"images": [{"filename": "a"}]}, "prompt_id": "p"})
-    wait.on_frame("executed", {"node": "3", "output": {"images": [{"filename": "b"}]}, "prompt_id": "p"})
+    wait.on_frame(
+        "executed", {"node": "3", "output": {"images": [{"filename": "a"}]}, "prompt_id": "p"}
+    )
+    wait.on_frame(
+        "executed", {"node": "3", "output": {"images": [{"filename": "b"}]}, "prompt_id": "p"}
+    )
     assert not wait.done.is_set()
     wait.on_frame("execution_success", {"prompt_id": "p", "timestamp": 30})
     assert wait.done.is_set()
