@@ -40,7 +40,7 @@ class DisconnectMonitor:
 
     def _on_readable(self) -> None:
         try:
-            data = socket.socket.recv(self.raw, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            data = self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:

@@ -1,0 +1,186 @@
+"""Real processes for end-to-end tests: the ComfyUI simulator and gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def _wait_for_file(path: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path) as handle:
+                return handle.read().strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} did not appear within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Simulator:
+    """`python -m comfysync.simulator` in a subprocess, on a free port."""
+
+    def __init__(self, version: str = "0.3.64", **options: Any) -> None:
+        self.version = version
+        self.options = options
+        self.workdir = tempfile.mkdtemp(prefix="comfysim-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> Simulator:
+        ready = os.path.join(self.workdir, "ready")
+        args = [
+            sys.executable,
+            "-m",
+            "comfysync.simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--comfy-version",
+            self.version,
+            "--data-dir",
+            os.path.join(self.workdir, "data"),
+            "--ready-file",
+            ready,
+        ]
+        for key, value in self.options.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        self.log = open(os.path.join(self.workdir, "simulator.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = _wait_for_file(ready, self.proc, 30)
+        return self
+
+    def control(self, action: str, **body: Any) -> dict[str, Any]:
+        """Call the simulator's `/_sim/<action>` control API."""
+        response = requests.post(f"{self.url}/_sim/{action}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.url}/_sim/stats", timeout=10).json()
+
+    def get(self, path: str) -> Any:
+        return requests.get(f"{self.url}{path}", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.log.close()
+
+
+class Gateway:
+    """The real service: gunicorn with the gevent worker, as `make run` starts it."""
+
+    def __init__(self, comfy_url: str, env: Mapping[str, str] | None = None, workers: int = 1):
+        self.workdir = tempfile.mkdtemp(prefix="comfysync-")
+        self.output_dir = os.path.join(self.workdir, "output_images")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "API_"))},
+            "COMFYUI_URL": comfy_url,
+            "FLASK_HOST": "127.0.0.1",
+            "FLASK_PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "OUTPUT_DIR": self.output_dir,
+            "WORKFLOWS_DIR": os.path.join(FIXTURES, "workflows"),
+            "WS_PING_INTERVAL": "0.5",
+            "WS_STALL_TIMEOUT": "2",
+            "WS_RECONNECT_MAX_DELAY": "0.5",
+            "RECONCILE_INTERVAL": "2",
+            "GRACEFUL_TIMEOUT": "10",
+            "ACCESS_LOG": "",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Gateway:
+        self.log = open(os.path.join(self.workdir, "gateway.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                requests.get(f"{self.url}/api/workflows", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start:\n{self.logs()}")
+
+    def logs(self) -> str:
+        with open(os.path.join(self.workdir, "gateway.log"), errors="replace") as handle:
+            return handle.read()
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return requests.post(self.url + path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return requests.get(self.url + path, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            _stop(self.proc, sig, timeout=20)
+            self.log.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chain(color: int = 0x102030, size: int = 32, prefix: str = "test", blur: int = 0) -> dict:
+    """EmptyImage -> (ImageBlur x blur) -> ImageInvert -> SaveImage, as clients send it."""
+    graph: dict[str, Any] = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size, "height": size, "batch_size": 1, "color": color},
+        }
+    }
+    previous = "1"
+    for i in range(blur):
+        node = str(10 + i)
+        graph[node] = {
+            "class_type": "ImageBlur",
+            "inputs": {"image": [previous, 0], "blur_radius": 3, "sigma": 1.0},
+        }
+        previous = node
+    graph["2"] = {"class_type": "ImageInvert", "inputs": {"image": [previous, 0]}}
+    graph["3"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["2", 0], "filename_prefix": prefix},
+    }
+    return graph
