@@ -194,9 +194,7 @@ class ComfyWatcher:
             quiet = [
                 w
                 for w in self.waits.values()
-                if w.submitted
-                and not w.settled
-                and now - w.last_event > self.reconcile_interval
+                if w.submitted and not w.settled and now - w.last_event > self.reconcile_interval
             ]
             if quiet:
                 self.request_reconcile(quiet)
