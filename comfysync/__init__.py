@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from .config import Settings
 
@@ -25,7 +26,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.json.sort_keys = False  # keep response fields in the documented order
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # keep response fields in the documented order
     app.extensions["comfysync"] = Gateway(settings)
     errors.register_error_handlers(app)
     api.register(app)

@@ -347,7 +347,7 @@ class Executor:
         result = impl.fn(ctx, **kwargs)
         if asyncio.iscoroutine(result):
             result = await result
-        return result
+        return result  # type: ignore[return-value]
 
     def _report(self, run: _Run, node: str, ex: Exception, inputs: dict[str, Any] | None) -> None:
         prompt = run.item.prompt

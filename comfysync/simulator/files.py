@@ -75,9 +75,12 @@ async def view(request: web.Request, dirs: DataDirs, v027: bool) -> web.StreamRe
             else "webp"
         )
         quality = int(parts[-1]) if parts[-1].isdigit() else 90
-        with Image.open(path) as img:
-            if fmt == "jpeg" or query.get("channel", "") == "rgb":
-                img = img.convert("RGB")
+        with Image.open(path) as opened:
+            img = (
+                opened.convert("RGB")
+                if fmt == "jpeg" or query.get("channel", "") == "rgb"
+                else opened
+            )
             buf = io.BytesIO()
             img.save(buf, format=fmt, quality=quality)
         return web.Response(body=buf.getvalue(), content_type=f"image/{fmt}", headers=disposition)

@@ -37,7 +37,7 @@ class ImageBatch:
         frames = self.frames
         return tensor_repr(
             (len(frames), h, w, self.channels),
-            lambda i: frames[i[0]].getpixel((i[2], i[1]))[i[3]] / 255.0,
+            lambda i: frames[i[0]].getpixel((i[2], i[1]))[i[3]] / 255.0,  # type: ignore[index]
         )
 
 
@@ -60,7 +60,8 @@ class MaskBatch:
         w, h = self.size
         frames = self.frames
         return tensor_repr(
-            (len(frames), h, w), lambda i: frames[i[0]].getpixel((i[2], i[1])) / 255.0
+            (len(frames), h, w),
+            lambda i: frames[i[0]].getpixel((i[2], i[1])) / 255.0,  # type: ignore[operator]
         )
 
 

@@ -49,7 +49,8 @@ def _queued_job(item: QueueItem, status: str) -> dict[str, Any]:
 
 def _outputs_summary(outputs: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
     count = 0
-    first_output = first_preview = first_text = None
+    first_output = first_preview = None
+    first_text: dict[str, Any] | None = None
     for node_id, node_out in outputs.items():
         if not isinstance(node_out, dict):
             continue

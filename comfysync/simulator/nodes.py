@@ -150,8 +150,8 @@ def load_image(ctx: NodeContext, image: str):
             version_data(ctx.version)["load_image_missing_type"],
             f"[Errno 2] No such file or directory: '{path}'",
         )
-    with Image.open(path) as src:
-        src = ImageOps.exif_transpose(src)
+    with Image.open(path) as opened:
+        src = ImageOps.exif_transpose(opened)
         has_alpha = "A" in src.getbands() or "transparency" in src.info
         rgba = src.convert("RGBA")
     rgb = rgba.convert("RGB")

@@ -55,7 +55,7 @@ class Connection:
     def abort(self) -> None:
         """Close the TCP connection without a WebSocket close frame."""
         if self.transport is not None:
-            self.transport.abort()
+            self.transport.abort()  # type: ignore[attr-defined]
         self.queue.put_nowait(None)
 
 
