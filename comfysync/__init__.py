@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.debug = settings.flask_debug
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # keep response fields in the documented order
     app.extensions["comfysync"] = Gateway(settings)

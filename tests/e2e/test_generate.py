@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -201,3 +202,22 @@ def test_one_websocket_for_many_requests(shared_sim: Simulator, shared_gateway: 
     status = shared_gateway.get("/api/status").json()
     assert status["servers"][0]["connected"] is True
     assert status["servers"][0]["connections"] == 1
+
+
+def test_outputs_read_from_comfyui_disk_and_cleaned_up(sim: Simulator, make_gateway) -> None:
+    comfy_output = os.path.join(sim.workdir, "data", "output")
+    gateway = make_gateway(sim.url, COMFYUI_OUTPUT_DIR=comfy_output, COMFYUI_CLEANUP_OUTPUTS="true")
+    response = gateway.post("/api/generate_file", json={"workflow_data": chain(0x0F0F0F)})
+    assert response.status_code == 200
+    assert _pixel(response.content) == _inverted(0x0F0F0F)
+    left = [name for _, _, names in os.walk(comfy_output) for name in names]
+    assert left == []  # ComfyUI's copy is gone once ours is stored
+
+
+def test_browser_headers_are_not_forwarded_to_comfyui(shared_gateway: Gateway) -> None:
+    # ComfyUI 0.27 refuses any request marked cross-site; the gateway must not pass it on.
+    headers = {"Sec-Fetch-Site": "cross-site", "Origin": "https://elsewhere.example"}
+    response = shared_gateway.post(
+        "/api/generate", json={"workflow_data": chain(0x0A0A0A)}, headers=headers
+    )
+    assert response.status_code == 200, response.text
