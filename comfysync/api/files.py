@@ -13,5 +13,7 @@ def output_image(key: str):
     store = current_app.extensions["comfysync"].local
     response = send_from_directory(store.root, key, max_age=86400)
     response.headers["X-Content-Type-Options"] = "nosniff"
+    # An SVG or HTML output opened directly must not run as a page of our origin.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "public, max-age=86400, immutable"
     return response

@@ -77,7 +77,11 @@ def view():
     disposition = f'inline; filename="{filename}"'
     if content_type.startswith(_ACTIVE_TYPES) or "xml" in content_type:
         content_type, disposition = "application/octet-stream", f'attachment; filename="{filename}"'
-    headers = {"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Content-Disposition": disposition,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
     length = upstream.headers.get("Content-Length")
     if length:
         headers["Content-Length"] = length

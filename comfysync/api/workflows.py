@@ -37,21 +37,9 @@ def _spec_for(name: str, body: Any, files: dict[str, bytes]) -> GenerationSpec:
         body = {}
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object")
-    if not body.keys() - _SIMPLE_KEYS:
-        randomize = body.get("randomize_seed", False)
-        if not isinstance(randomize, bool):
-            raise BadRequest("'randomize_seed' must be true or false")
-        target = body.get("target_node")
-        return GenerationSpec(
-            workflow=name,
-            prompt=body.get("prompt"),
-            target_node=None if target is None else str(target),
-            patches=body.get("patches"),
-            randomize_seed=randomize,
-            inputs=body.get("inputs"),
-            files=files,
-        )
-    return GenerationSpec(workflow=name, patches=body, files=files)
+    if body.keys() - _SIMPLE_KEYS:
+        body = {"patches": body}
+    return GenerationSpec.from_body({**body, "workflow": name}, files)
 
 
 @bp.post("/workflow/<name>")

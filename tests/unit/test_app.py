@@ -58,6 +58,7 @@ def test_output_images_are_served_without_listing(app, client) -> None:
     with client.get("/output_images/d/x.png") as response:
         assert response.status_code == 200 and response.data == b"\x89PNG"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in response.headers["Content-Security-Policy"]
     assert client.get("/output_images/d/").status_code == 404
     assert client.get("/output_images/../x.png").status_code == 404
     assert os.path.exists(stored.local_path)
