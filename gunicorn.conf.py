@@ -19,6 +19,12 @@ graceful_timeout = int(_settings.shutdown_grace)
 keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 loglevel = _settings.log_level.lower()
+# gunicorn's control socket defaults to one path per user, which several
+# instances on one host would fight over; opt in with GUNICORN_CONTROL_SOCKET.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket
 
 
 def post_worker_init(worker):

@@ -32,7 +32,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 << 10
 # Cloud metadata endpoints that sit in otherwise public ranges.
 _ALWAYS_BLOCKED = (ipaddress.ip_network("168.63.129.16/32"),)  # Azure wire server
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Prefixes whose last 32 bits are an IPv4 address that a translator (NAT64,
+# SIIT) or a stack may end up reaching: judge the embedded address instead.
+_EMBEDS_IPV4 = tuple(
+    ipaddress.ip_network(net)
+    for net in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -50,9 +55,11 @@ def system_resolver(host: str, port: int) -> list[str]:
 def is_public_address(ip: IPAddress) -> bool:
     """True unless `ip` is loopback, private, link-local, metadata, reserved or multicast."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_loopback or ip.is_unspecified or ip.is_site_local:
+            return False
         # Addresses that embed an IPv4 one are judged by the embedded address.
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
+        if embedded is None and any(ip in net for net in _EMBEDS_IPV4):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public_address(embedded)

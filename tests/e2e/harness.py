@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ class Simulator:
         if self.proc is not None:
             _stop(self.proc)
             self.log.close()
+        _remove(self.workdir)
 
 
 class Gateway:
@@ -133,8 +135,9 @@ class Gateway:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.1)
+        logs = self.logs()
         self.stop()
-        raise RuntimeError(f"gunicorn did not start:\n{self.logs()}")
+        raise RuntimeError(f"gunicorn did not start:\n{logs}")
 
     def logs(self) -> str:
         with open(os.path.join(self.workdir, "gateway.log"), errors="replace") as handle:
@@ -152,6 +155,13 @@ class Gateway:
         if self.proc is not None:
             _stop(self.proc, sig, timeout=20)
             self.log.close()
+        _remove(self.workdir)
+
+
+def _remove(workdir: str) -> None:
+    """Delete a process' scratch folder, unless KEEP_TEST_DIRS asks to keep it for debugging."""
+    if not os.environ.get("KEEP_TEST_DIRS"):
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _free_port() -> int:
