@@ -150,7 +150,7 @@ def _read_file(path: str) -> Iterator[bytes]:
 def describe(stored: StoredFile, file: OutputFile) -> dict[str, Any]:
     """The JSON a client gets for one stored output."""
     size = probe_size(stored.local_path) if stored.content_type.startswith("image/") else None
-    return {
+    body: dict[str, Any] = {
         "url": stored.url,
         "filename": os.path.basename(stored.key),
         "node_id": file.node_id,
@@ -161,3 +161,6 @@ def describe(stored: StoredFile, file: OutputFile) -> dict[str, Any]:
         "kind": file.kind,
         "storage": stored.storage,
     }
+    if stored.upload_duration is not None:
+        body["upload_duration"] = round(stored.upload_duration, 3)
+    return body

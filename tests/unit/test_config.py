@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from comfysync.config import ConfigError, Settings
@@ -61,3 +63,18 @@ def test_stall_timeout_must_exceed_ping_interval() -> None:
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="nonsense"):
         Settings.from_env({}).with_overrides({"nonsense": 1})
+
+
+def test_env_example_is_a_working_configuration(tmp_path) -> None:
+    """Copying .env.example to .env must give a service that starts on local storage."""
+    from dotenv import dotenv_values
+
+    from comfysync.gateway import Gateway
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", ".env.example")
+    env = {key: value or "" for key, value in dotenv_values(example).items()}
+    env["OUTPUT_DIR"] = str(tmp_path)
+    gateway = Gateway(Settings.from_env(env))
+    assert gateway.settings.comfyui_url == "http://127.0.0.1:8188"
+    assert gateway.remote is None
+    assert set(env) >= {"COMFYUI_URL", "GENERATION_TIMEOUT", "API_KEYS", "STORAGE_PROVIDER"}
