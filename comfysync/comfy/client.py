@@ -41,7 +41,7 @@ class ComfyClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         retries: int = 2,
-        pool_size: int = 64,
+        pool_size: int = 32,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
@@ -49,10 +49,18 @@ class ComfyClient:
         # Only failed connects are retried: the request never reached ComfyUI,
         # so even a POST /prompt is safe to send again.
         retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.2)
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
+        # A blocking pool: under a burst, requests queue for one of `pool_size`
+        # kept-alive connections instead of opening (and discarding) thousands,
+        # which overflows ComfyUI's listen backlog.
+        adapter = HTTPAdapter(
+            max_retries=retry, pool_connections=1, pool_maxsize=pool_size, pool_block=True
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "comfysync"
+        # ComfyUI is reached directly: no proxy or .netrc lookups from the
+        # environment on every call (they cost more CPU than the call itself).
+        self.session.trust_env = False
         self._jobs_api: bool | None = None
 
     @property
