@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -26,6 +25,25 @@ log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 
 
+def _session(retry: Retry, pool_size: int) -> requests.Session:
+    """A session with a blocking pool of kept-alive connections to ComfyUI.
+
+    Blocking: under a burst, calls queue for one of `pool_size` connections
+    instead of opening (and discarding) thousands, which overflows ComfyUI's
+    listen backlog. The environment is ignored: no proxy or .netrc lookups on
+    every call (they cost more CPU than the call itself).
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        max_retries=retry, pool_connections=1, pool_maxsize=pool_size, pool_block=True
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "comfysync"
+    session.trust_env = False
+    return session
+
+
 def _reason(err: Exception) -> str:
     """The useful part of a connection error ("Connection refused"), not urllib3's essay."""
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
@@ -45,22 +63,13 @@ class ComfyClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
         # Only failed connects are retried: the request never reached ComfyUI,
         # so even a POST /prompt is safe to send again.
         retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.2)
-        # A blocking pool: under a burst, requests queue for one of `pool_size`
-        # kept-alive connections instead of opening (and discarding) thousands,
-        # which overflows ComfyUI's listen backlog.
-        adapter = HTTPAdapter(
-            max_retries=retry, pool_connections=1, pool_maxsize=pool_size, pool_block=True
-        )
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = "comfysync"
-        # ComfyUI is reached directly: no proxy or .netrc lookups from the
-        # environment on every call (they cost more CPU than the call itself).
-        self.session.trust_env = False
+        self.session = _session(retry, pool_size)
+        # Results travel on their own pool, so a finished prompt's files are
+        # not stuck behind a burst of submissions waiting for a connection.
+        self.results = _session(retry, pool_size)
         self._jobs_api: bool | None = None
 
     @property
@@ -73,13 +82,16 @@ class ComfyClient:
     def close(self) -> None:
         """Close pooled connections."""
         self.session.close()
+        self.results.close()
 
     # -- plumbing -------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, session: requests.Session | None = None, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         try:
-            return self.session.request(method, self.base_url + path, **kwargs)
+            return (session or self.session).request(method, self.base_url + path, **kwargs)
         except requests.Timeout as err:
             raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} in time") from err
         except requests.RequestException as err:
@@ -145,13 +157,13 @@ class ComfyClient:
 
     def history(self, prompt_id: str) -> HistoryEntry | None:
         """The history entry of one prompt, or None when ComfyUI has none."""
-        payload = self._json("GET", f"/history/{prompt_id}")
+        payload = self._json("GET", f"/history/{prompt_id}", session=self.results)
         return payload.get(prompt_id) if isinstance(payload, dict) else None
 
     def histories(self, max_items: int | None = None) -> dict[str, HistoryEntry]:
         """`GET /history`: the newest `max_items` entries, oldest first."""
         params = {"max_items": max_items} if max_items else None
-        payload = self._json("GET", "/history", params=params)
+        payload = self._json("GET", "/history", session=self.results, params=params)
         return payload if isinstance(payload, dict) else {}
 
     def supports_jobs_api(self) -> bool:
@@ -163,15 +175,6 @@ class ComfyClient:
             except ValueError:
                 self._jobs_api = False
         return self._jobs_api
-
-    def job(self, prompt_id: str) -> dict[str, Any] | None:
-        """`GET /api/jobs/<id>`; None when ComfyUI does not know it."""
-        response = self._request("GET", f"/api/jobs/{prompt_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise ComfyBadResponse(f"ComfyUI answered the jobs API with {response.status_code}")
-        return response.json()
 
     def active_prompt_ids(self) -> set[str]:
         """Ids of every pending or running prompt, in one call."""
@@ -198,7 +201,7 @@ class ComfyClient:
         :raises NotFound: when ComfyUI has no such file.
         """
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
-        response = self._request("GET", "/view", params=params, stream=True)
+        response = self._request("GET", "/view", self.results, params=params, stream=True)
         if response.status_code == 200:
             return response
         response.close()
@@ -230,7 +233,3 @@ class ComfyClient:
         name = payload.get("name", filename)
         subfolder = payload.get("subfolder") or ""
         return f"{subfolder}/{name}" if subfolder else name
-
-    def delete_history(self, prompt_id: str) -> None:
-        """`POST /history {"delete": [id]}`."""
-        self._request("POST", "/history", data=json.dumps({"delete": [prompt_id]}))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 
 from ..errors import StorageError
@@ -31,21 +30,28 @@ class LocalDiskStore(LocalStore):
         return path
 
     def write(self, key: str, chunks: Iterable[bytes], content_type: str) -> StoredFile:
-        """Stream `chunks` into a temporary file, then rename it into place."""
+        """Stream `chunks` into the file named by `key`, which must not exist yet.
+
+        Keys are unguessable and handed out only once the write is done, so
+        the file is created in place (O_EXCL) rather than through a temporary
+        file and a rename: that cost more than half a millisecond per output.
+        A failed write removes what it had written.
+        """
         path = self.path_for(key)
-        folder = os.path.dirname(path)
         size = 0
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb") as out:
                     for chunk in chunks:
                         out.write(chunk)
                         size += len(chunk)
-                os.replace(tmp, path)
             except BaseException:
-                os.unlink(tmp)
+                os.unlink(path)
                 raise
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
