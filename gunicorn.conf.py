@@ -17,6 +17,8 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(_settings.shutdown_grace)
 keepalive = 5
+# Bursts of many new connections need a listen queue to match (and somaxconn).
+backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 loglevel = _settings.log_level.lower()
 # gunicorn's control socket defaults to one path per user, which several

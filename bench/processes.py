@@ -1,0 +1,283 @@
+"""The processes under test (simulator, gunicorn) and reading their accounting from /proc."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_WORKFLOWS = os.path.join(ROOT, "bench", "workflows")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc accounting ----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of every thread of `pid` (not its children)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        # The command name may hold spaces; the fields after its ")" are fixed.
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak resident size) in kB."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split(":", 1)
+                found[name] = int(value.split()[0])
+    return found
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Make VmHWM start again from the current RSS (Linux `clear_refs` 5); False if refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (gunicorn's workers, for its master)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        if ppid == pid:
+            found.append(int(entry))
+    return sorted(found)
+
+
+# -- process helpers -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _tail(path: str, size: int = 3000) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()[-size:]
+    except OSError:
+        return ""
+
+
+class Simulator:
+    """`python -m comfysync.simulator` on a free port, driven through `/_sim/`."""
+
+    def __init__(self, parallel: int = 1, job_duration_ms: str = "0") -> None:
+        self.workdir = tempfile.mkdtemp(prefix="bench-sim-")
+        self.parallel = parallel
+        self.job_duration_ms = job_duration_ms
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.session = requests.Session()
+
+    def start(self) -> Simulator:
+        ready = os.path.join(self.workdir, "ready")
+        args = [
+            sys.executable,
+            "-m",
+            "comfysync.simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            os.path.join(self.workdir, "data"),
+            "--ready-file",
+            ready,
+            "--parallel",
+            str(self.parallel),
+            "--job-duration-ms",
+            self.job_duration_ms,
+        ]
+        self.log_path = os.path.join(self.workdir, "simulator.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(ready) and os.path.getsize(ready) > 0:
+                with open(ready) as handle:
+                    self.url = handle.read().strip()
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"simulator did not start:\n{_tail(self.log_path)}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def output_dir(self) -> str:
+        """The simulator's output folder, for COMFYUI_OUTPUT_DIR (copy from disk)."""
+        return os.path.join(self.workdir, "data", "output")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """`POST /_sim/config`, e.g. parallel=32, job_duration_ms=[5000, 10000]."""
+        response = self.session.post(f"{self.url}/_sim/config", json=settings, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /_sim/stats`: counters and the simulator's own CPU time."""
+        return self.session.get(f"{self.url}/_sim/stats", timeout=30).json()
+
+    def history(self, max_items: int) -> dict[str, Any]:
+        """The newest `max_items` history entries (read after a run, never during one)."""
+        response = self.session.get(
+            f"{self.url}/history", params={"max_items": max_items}, timeout=120
+        )
+        return response.json()
+
+    def stop(self) -> None:
+        self.session.close()
+        if self.proc is not None:
+            _stop(self.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Gateway:
+    """The service under gunicorn with the gevent worker, started as the README runs it."""
+
+    def __init__(
+        self,
+        comfy_url: str,
+        workers: int = 1,
+        worker_connections: int = 1000,
+        backlog: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="bench-gw-")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.backlog = backlog
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "API_"))},
+            "COMFYUI_URL": comfy_url,
+            "FLASK_HOST": "127.0.0.1",
+            "FLASK_PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "WORKER_CONNECTIONS": str(worker_connections),
+            "OUTPUT_DIR": os.path.join(self.workdir, "output_images"),
+            "WORKFLOWS_DIR": BENCH_WORKFLOWS,
+            "ACCESS_LOG": "",
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.worker_pids: list[int] = []
+
+    def start(self) -> Gateway:
+        args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+        if self.backlog:
+            # 2048 (the default) is below a burst of 5,000 new connections.
+            self.env["GUNICORN_BACKLOG"] = str(self.backlog)
+        self.log_path = os.path.join(self.workdir, "gateway.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            self.worker_pids = children(self.proc.pid)
+            if len(self.worker_pids) == self.workers and self._connected():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start:\n{_tail(self.log_path)}")
+
+    def _connected(self) -> bool:
+        """Every worker has opened its WebSocket (post_worker_init starts it)."""
+        try:
+            return all(s["connected"] for s in self.status()["servers"])
+        except (requests.RequestException, KeyError, ValueError):
+            return False
+
+    def status(self) -> dict[str, Any]:
+        """`GET /api/status` of whichever worker answers."""
+        return requests.get(f"{self.url}/api/status", timeout=5).json()
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the worker processes (the master only supervises)."""
+        return sum(cpu_seconds(pid) for pid in self.worker_pids)
+
+    def logs(self) -> str:
+        return _tail(self.log_path, 20000)
+
+    def warnings(self, skip: str = "", limit: int = 5) -> list[str]:
+        """Distinct WARNING/ERROR lines of the log (without their timestamps), with counts."""
+        seen: dict[str, int] = {}
+        with open(self.log_path, errors="replace") as handle:
+            for line in handle:
+                if (" WARNING " in line or " ERROR " in line) and not (skip and skip in line):
+                    message = line.split(" ", 2)[-1].strip()[:300]
+                    seen[message] = seen.get(message, 0) + 1
+        ranked = sorted(seen.items(), key=lambda item: -item[1])[:limit]
+        return [f"{count}x {message}" for message, count in ranked]
+
+    def count_in_log(self, text: str) -> int:
+        """How many log lines contain `text` (warnings are logged at LOG_LEVEL=WARNING)."""
+        with open(self.log_path, errors="replace") as handle:
+            return sum(text in line for line in handle)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, timeout=20)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Lift the soft limit on open files as far as the hard limit allows; returns it.
+
+    Child processes inherit it, so calling this once before starting them is enough.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
