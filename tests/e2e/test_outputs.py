@@ -19,10 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from tests.storage.fakes import FakeOss, fake_oss_server
@@ -304,31 +302,6 @@ def test_unknown_output_name_is_404(gateway: Gateway) -> None:
 # -- S3-compatible storage on moto --
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_endpoint: str) -> Iterator[Any]:
-    """An admin boto3 client on moto, with one fresh, empty bucket."""
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=5).raise_for_status()
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="admin",
-        aws_secret_access_key="admin",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    client.close()
-
-
 def spaces_env(endpoint: str, **extra: str) -> dict[str, str]:
     return {
         "STORAGE_PROVIDER": "s3",
@@ -361,7 +334,7 @@ def test_s3_output_is_a_presigned_url_serving_the_same_bytes(
     start_gateway: StartGateway,
     one_sim: Simulator,
     moto_endpoint: str,
-    bucket: Any,
+    s3_bucket: Any,
     family: Any,
     provider: str,
 ) -> None:
@@ -386,16 +359,16 @@ def test_s3_output_is_a_presigned_url_serving_the_same_bytes(
     assert fetched.content == local_copy(gateway, filename)
     assert pixel(fetched.content) == inverted(COLOR)
 
-    listed = bucket.list_objects_v2(Bucket=BUCKET)["Contents"]
+    listed = s3_bucket.list_objects_v2(Bucket=BUCKET)["Contents"]
     assert [obj["Key"] for obj in listed] == [key]
-    head = bucket.head_object(Bucket=BUCKET, Key=key)
+    head = s3_bucket.head_object(Bucket=BUCKET, Key=key)
     assert head["ContentType"] == "image/png"
     assert head["ContentLength"] == image["bytes"]
     assert outside_connections(gateway) == []
 
 
 def test_s3_object_of_a_converted_output_has_its_type(
-    start_gateway: StartGateway, one_sim: Simulator, moto_endpoint: str, bucket: Any
+    start_gateway: StartGateway, one_sim: Simulator, moto_endpoint: str, s3_bucket: Any
 ) -> None:
     env = spaces_env(moto_endpoint, SPACES_BASE_PATH="/team/renders/")
     gateway = start_gateway(one_sim.url, **env)
@@ -403,9 +376,9 @@ def test_s3_object_of_a_converted_output_has_its_type(
     image = body["images"][0]
     key = f"team/renders/runs/{body['prompt_id']}/{image['filename']}"
     assert key.endswith(".webp")
-    head = bucket.head_object(Bucket=BUCKET, Key=key)
+    head = s3_bucket.head_object(Bucket=BUCKET, Key=key)
     assert head["ContentType"] == "image/webp"
-    stored = bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    stored = s3_bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     assert stored == local_copy(gateway, image["filename"])
     assert size_of(stored) == (16, 8)
 
@@ -431,7 +404,7 @@ def test_cdn_or_public_domain_gives_a_plain_url(
     start_gateway: StartGateway,
     one_sim: Simulator,
     moto_endpoint: str,
-    bucket: Any,
+    s3_bucket: Any,
     family: Any,
     extra: dict[str, str],
     base: str,
@@ -440,7 +413,7 @@ def test_cdn_or_public_domain_gives_a_plain_url(
     body = generate(gateway)
     key = f"outputs/runs/{body['prompt_id']}/{body['images'][0]['filename']}"
     assert body["url"] == f"{base}/{key}"
-    assert bucket.head_object(Bucket=BUCKET, Key=key)["ContentType"] == "image/png"
+    assert s3_bucket.head_object(Bucket=BUCKET, Key=key)["ContentType"] == "image/png"
     assert outside_connections(gateway) == []  # the CDN host is named, never contacted
 
 
@@ -458,7 +431,7 @@ def test_failing_bucket_falls_back_to_the_local_copy(
     start_gateway: StartGateway,
     one_sim: Simulator,
     moto_endpoint: str,
-    bucket: Any,
+    s3_bucket: Any,
     mode: str,
     reason: str,
 ) -> None:

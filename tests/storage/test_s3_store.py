@@ -6,10 +6,8 @@ import logging
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from comfysync.config import ConfigError
 from comfysync.storage import StoredFile, build_remote_store, upload_all
@@ -20,32 +18,6 @@ from .fakes import PROMPT_ID, png_bytes
 
 BUCKET = "comfy-outputs"
 KEY_PREFIX = f"outputs/runs/{PROMPT_ID}/"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free loopback port, for this module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_admin(moto_endpoint: str) -> Iterator:
-    """A plain boto3 client on the server, with a fresh empty bucket."""
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=5).raise_for_status()
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="admin",
-        aws_secret_access_key="admin",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    client.close()
 
 
 def spaces_env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -91,7 +63,7 @@ def make_store() -> Iterator:
 
 @pytest.mark.parametrize("family", [spaces_env, r2_env], ids=["spaces", "r2"])
 def test_upload_puts_object_with_key_and_content_type(
-    family, moto_endpoint, s3_admin, make_store, stored: StoredFile
+    family, moto_endpoint, s3_bucket, make_store, stored: StoredFile
 ) -> None:
     store = make_store(family(moto_endpoint))
 
@@ -106,14 +78,14 @@ def test_upload_puts_object_with_key_and_content_type(
         stored.local_path,
         stored.size,
     )
-    head = s3_admin.head_object(Bucket=BUCKET, Key=result.remote_key)
+    head = s3_bucket.head_object(Bucket=BUCKET, Key=result.remote_key)
     assert head["ContentType"] == "image/png"
-    body = s3_admin.get_object(Bucket=BUCKET, Key=result.remote_key)["Body"].read()
+    body = s3_bucket.get_object(Bucket=BUCKET, Key=result.remote_key)["Body"].read()
     with open(stored.local_path, "rb") as local:
         assert body == local.read()
 
 
-def test_presigned_url_serves_the_object(moto_endpoint, s3_admin, make_store, stored) -> None:
+def test_presigned_url_serves_the_object(moto_endpoint, s3_bucket, make_store, stored) -> None:
     store = make_store(spaces_env(moto_endpoint, PRESIGN_EXPIRES="900"))
 
     result = store.upload(stored, prompt_id=PROMPT_ID)
@@ -139,7 +111,7 @@ URL_MODES = ["presign", "r2_public_domain", "spaces_cdn"]
 @pytest.mark.parametrize("dont_include_bucket", ["", "false", "true"])
 @pytest.mark.parametrize("mode", URL_MODES)
 def test_url_shape_for_every_flag_combination(
-    mode, dont_include_bucket, force_path_style, moto_endpoint, s3_admin, make_store, stored
+    mode, dont_include_bucket, force_path_style, moto_endpoint, s3_bucket, make_store, stored
 ) -> None:
     extra = {
         "SPACES_CDN_DONT_INCLUDE_BUCKET": dont_include_bucket,
@@ -244,7 +216,7 @@ def test_client_has_timeouts_and_library_retries(make_store) -> None:
 
 
 def test_missing_bucket_falls_back_to_local(
-    moto_endpoint, s3_admin, make_store, stored, caplog
+    moto_endpoint, s3_bucket, make_store, stored, caplog
 ) -> None:
     store = make_store(spaces_env(moto_endpoint, SPACES_BUCKET="no-such-bucket"))
 
@@ -277,7 +249,7 @@ def test_unreachable_endpoint_falls_back_to_local(closed_port, make_store, store
 
 
 def test_upload_all_uploads_every_file_in_order(
-    moto_endpoint, s3_admin, make_store, local_store
+    moto_endpoint, s3_bucket, make_store, local_store
 ) -> None:
     files = [
         local_store.write(f"2026-01-02/{PROMPT_ID}-9-{n}-t.png", [png_bytes()], "image/png")
@@ -290,5 +262,5 @@ def test_upload_all_uploads_every_file_in_order(
     assert outcome.warnings == []
     assert [f.key for f in outcome.files] == [f.key for f in files]
     assert all(f.storage == "s3" for f in outcome.files)
-    listed = s3_admin.list_objects_v2(Bucket=BUCKET, Prefix=KEY_PREFIX)["Contents"]
+    listed = s3_bucket.list_objects_v2(Bucket=BUCKET, Prefix=KEY_PREFIX)["Contents"]
     assert len(listed) == 5
