@@ -51,11 +51,10 @@ def task_status(gateway: Gateway, prompt_id: str) -> dict[str, Any]:
         if item[1] == prompt_id:
             return {"status": "pending", "prompt_id": prompt_id, "queue_position": position}
     entry = client.history(prompt_id)
-    outcome = outcome_from_history(entry) if entry else None
-    if outcome is None:
+    if not entry:
         state = "cancelled" if prompt_id in gateway.cancelled else "not_found"
         return {"status": state, "prompt_id": prompt_id}
-    return history_item(gateway, prompt_id, entry or {})
+    return history_item(gateway, prompt_id, entry)
 
 
 def history_item(gateway: Gateway, prompt_id: str, entry: Any) -> dict[str, Any]:
