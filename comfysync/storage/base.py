@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Anything outside this set in a prompt id could add path levels or break a URL.
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -54,6 +55,20 @@ class RemoteStore(ABC):
 
         :raises StorageError: after the backend's own retries have failed.
         """
+
+    def url_for(self, key: str) -> str:
+        """The URL a client uses to fetch the object `key` (needed by `uploaded`)."""
+        raise NotImplementedError
+
+    def uploaded(self, stored: StoredFile, key: str, started: float) -> StoredFile:
+        """`stored` as served by this backend, after an upload begun at `started`."""
+        return replace(
+            stored,
+            url=self.url_for(key),
+            storage=self.name,
+            remote_key=key,
+            upload_duration=time.monotonic() - started,
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to close
         """Release connections; called at shutdown."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from dataclasses import replace
 from urllib.parse import quote
 
 import oss2
@@ -75,13 +74,7 @@ class OssStore(RemoteStore):
             raise StorageError(
                 f"upload of {key} to OSS bucket {self.settings.bucket!r} failed: {_describe(err)}"
             ) from err
-        return replace(
-            stored,
-            url=self.url_for(key),
-            storage=self.name,
-            remote_key=key,
-            upload_duration=time.monotonic() - started,
-        )
+        return self.uploaded(stored, key, started)
 
     def url_for(self, key: str) -> str:
         """`<OSS_PUBLIC_BASE_URL>/<key>` when set, else a GET URL signed for OSS_URL_EXPIRES."""

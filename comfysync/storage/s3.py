@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from urllib.parse import quote
 
 import boto3
@@ -78,13 +77,7 @@ class S3Store(RemoteStore):
             raise StorageError(
                 f"upload of {key} to {self.name} bucket {self.settings.bucket!r} failed: {err}"
             ) from err
-        return replace(
-            stored,
-            url=self.url_for(key),
-            storage=self.name,
-            remote_key=key,
-            upload_duration=time.monotonic() - started,
-        )
+        return self.uploaded(stored, key, started)
 
     def url_for(self, key: str) -> str:
         """The public URL when a domain or CDN is configured, else a presigned GET URL.
