@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from .. import tasks
-from ..comfy.client import CHUNK
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
 
@@ -69,7 +68,7 @@ def view():
 
     def body():
         try:
-            yield from upstream.iter_content(CHUNK)
+            yield from upstream
         finally:
             upstream.close()
 

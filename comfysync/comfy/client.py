@@ -1,16 +1,29 @@
-"""HTTP client for one ComfyUI server: every call timed out, every error translated."""
+"""HTTP client for one ComfyUI server: every call timed out, every error translated.
+
+urllib3 is used directly rather than through requests: it is the same
+connection pool and retry engine, without the per-call session merging,
+cookie jar and request preparation that cost more CPU than the call itself
+(about 0.55 ms against 0.2 ms per call on loopback, two calls per generation).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.util import Retry, Timeout, make_headers
 
 from ..errors import (
     ComfyBadResponse,
@@ -25,29 +38,33 @@ log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 
 
-def _session(retry: Retry, pool_size: int) -> requests.Session:
-    """A session with a blocking pool of kept-alive connections to ComfyUI.
-
-    Blocking: under a burst, calls queue for one of `pool_size` connections
-    instead of opening (and discarding) thousands, which overflows ComfyUI's
-    listen backlog. The environment is ignored: no proxy or .netrc lookups on
-    every call (they cost more CPU than the call itself).
-    """
-    session = requests.Session()
-    adapter = HTTPAdapter(
-        max_retries=retry, pool_connections=1, pool_maxsize=pool_size, pool_block=True
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "comfysync"
-    session.trust_env = False
-    return session
-
-
 def _reason(err: Exception) -> str:
     """The useful part of a connection error ("Connection refused"), not urllib3's essay."""
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
     return found.group(1).strip() if found else type(err).__name__
+
+
+class ViewStream:
+    """An open `GET /view` response: its headers, its bytes in chunks, and close()."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, filename: str) -> None:
+        self.response = response
+        self.headers = response.headers
+        self.filename = filename
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.response.stream(CHUNK, decode_content=False)
+        except HTTPError as err:
+            raise ComfyUnavailable(f"reading {self.filename!r} from ComfyUI failed: {err}") from err
+
+    def close(self) -> None:
+        """Give the connection back when the body was read, else drop it."""
+        if self.response.closed:
+            self.response.release_conn()
+        else:
+            self.response.close()
+            self.response.release_conn()
 
 
 class ComfyClient:
@@ -63,13 +80,46 @@ class ComfyClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
+        parts = urlsplit(self.base_url)
+        self._path = parts.path
+        self._headers = {"User-Agent": "comfysync"}
+        if parts.username:
+            auth = f"{parts.username}:{parts.password or ''}"
+            self._headers.update(make_headers(basic_auth=auth))
         # Only failed connects are retried: the request never reached ComfyUI,
         # so even a POST /prompt is safe to send again.
-        retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.2)
-        self.session = _session(retry, pool_size)
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=0,
+            other=0,
+            redirect=0,
+            backoff_factor=0.2,
+            raise_on_redirect=False,
+        )
+        pool_class = (
+            urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
+        )
+
+        def pool() -> urllib3.HTTPConnectionPool:
+            # Blocking: under a burst, calls queue for one of `pool_size` kept-alive
+            # connections instead of opening (and discarding) thousands, which
+            # overflows ComfyUI's listen backlog.
+            return pool_class(
+                parts.hostname or "",
+                parts.port,
+                maxsize=pool_size,
+                block=True,
+                headers=self._headers,
+                retries=retry,
+                timeout=Timeout(connect=connect_timeout, read=read_timeout),
+            )
+
+        self.pool = pool()
         # Results travel on their own pool, so a finished prompt's files are
         # not stuck behind a burst of submissions waiting for a connection.
-        self.results = _session(retry, pool_size)
+        self.results = pool()
         self._jobs_api: bool | None = None
 
     @property
@@ -81,35 +131,48 @@ class ComfyClient:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self.session.close()
+        self.pool.close()
         self.results.close()
 
     # -- plumbing -------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, session: requests.Session | None = None, **kwargs: Any
-    ) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        pool: urllib3.HTTPConnectionPool | None = None,
+        **kwargs: Any,
+    ) -> urllib3.BaseHTTPResponse:
+        url = self._path + path + ("?" + urlencode(params) if params else "")
         try:
-            return (session or self.session).request(method, self.base_url + path, **kwargs)
-        except requests.Timeout as err:
-            raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} in time") from err
-        except requests.RequestException as err:
+            return (pool or self.pool).urlopen(method, url, **kwargs)
+        except (MaxRetryError, HTTPError) as err:
+            cause = err.reason if isinstance(err, MaxRetryError) and err.reason else err
+            timed_out = isinstance(cause, ReadTimeoutError) or (
+                isinstance(cause, ConnectTimeoutError) and not isinstance(cause, NewConnectionError)
+            )
+            if timed_out:
+                raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} in time") from err
             raise ComfyUnavailable(
-                f"ComfyUI is unreachable at {self.base_url} ({_reason(err)})"
+                f"ComfyUI is unreachable at {self.base_url} ({_reason(cause)})"
             ) from err
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
-        if response.status_code != 200:
+        if response.status != 200:
             raise ComfyBadResponse(
-                f"ComfyUI answered {method} {path} with HTTP {response.status_code}",
-                upstream_status=response.status_code,
+                f"ComfyUI answered {method} {path} with HTTP {response.status}",
+                upstream_status=response.status,
             )
         try:
-            return response.json()
+            return json.loads(response.data)
         except ValueError as err:
             raise ComfyBadResponse(f"ComfyUI sent invalid JSON for {method} {path}") from err
+
+    def _post_json(self, path: str, body: Any) -> urllib3.BaseHTTPResponse:
+        headers = {**self._headers, "Content-Type": "application/json"}
+        return self._request("POST", path, body=json.dumps(body).encode(), headers=headers)
 
     # -- endpoints ------------------------------------------------------------
 
@@ -126,17 +189,18 @@ class ComfyClient:
         :raises ComfyValidationError: when ComfyUI rejects the graph (HTTP 400).
         """
         body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
-        response = self._request("POST", "/prompt", json=body)
-        if response.status_code == 200:
+        response = self._post_json("/prompt", body)
+        if response.status == 200:
             try:
-                return response.json()
+                return json.loads(response.data)
             except ValueError as err:
                 raise ComfyBadResponse("ComfyUI sent invalid JSON for POST /prompt") from err
-        if response.status_code == 400:
+        if response.status == 400:
             try:
-                payload = response.json()
+                payload = json.loads(response.data)
             except ValueError:
                 payload = {}
+            payload = payload if isinstance(payload, dict) else {}
             error = payload.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise ComfyValidationError(
@@ -146,9 +210,9 @@ class ComfyClient:
                 prompt_id=prompt_id,
             )
         raise ComfyBadResponse(
-            f"ComfyUI answered POST /prompt with HTTP {response.status_code}",
-            upstream_status=response.status_code,
-            upstream_body=response.text[:500],
+            f"ComfyUI answered POST /prompt with HTTP {response.status}",
+            upstream_status=response.status,
+            upstream_body=response.data[:500].decode("utf-8", "replace"),
         )
 
     def queue(self) -> dict[str, Any]:
@@ -157,13 +221,13 @@ class ComfyClient:
 
     def history(self, prompt_id: str) -> HistoryEntry | None:
         """The history entry of one prompt, or None when ComfyUI has none."""
-        payload = self._json("GET", f"/history/{prompt_id}", session=self.results)
+        payload = self._json("GET", f"/history/{prompt_id}", pool=self.results)
         return payload.get(prompt_id) if isinstance(payload, dict) else None
 
     def histories(self, max_items: int | None = None) -> dict[str, HistoryEntry]:
         """`GET /history`: the newest `max_items` entries, oldest first."""
         params = {"max_items": max_items} if max_items else None
-        payload = self._json("GET", "/history", session=self.results, params=params)
+        payload = self._json("GET", "/history", pool=self.results, params=params)
         return payload if isinstance(payload, dict) else {}
 
     def supports_jobs_api(self) -> bool:
@@ -171,8 +235,8 @@ class ComfyClient:
         if self._jobs_api is None:
             response = self._request("GET", "/api/jobs", params={"limit": 1})
             try:
-                self._jobs_api = response.status_code == 200 and "jobs" in response.json()
-            except ValueError:
+                self._jobs_api = response.status == 200 and "jobs" in json.loads(response.data)
+            except (ValueError, TypeError):
                 self._jobs_api = False
         return self._jobs_api
 
@@ -192,44 +256,54 @@ class ComfyClient:
             return
         # Deleting only touches pending items, and a targeted interrupt only
         # the running one, so sending both is safe whatever its state.
-        self._request("POST", "/queue", json={"delete": [prompt_id]})
-        self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
+        self._post_json("/queue", {"delete": [prompt_id]})
+        self._post_json("/interrupt", {"prompt_id": prompt_id})
 
-    def open_view(self, filename: str, subfolder: str, kind: str) -> requests.Response:
-        """Open one file from `GET /view` for streaming; the caller closes the response.
+    def open_view(self, filename: str, subfolder: str, kind: str) -> ViewStream:
+        """Open one file from `GET /view` for streaming; the caller closes it.
 
         :raises NotFound: when ComfyUI has no such file.
         """
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
-        response = self._request("GET", "/view", self.results, params=params, stream=True)
-        if response.status_code == 200:
-            return response
-        response.close()
-        if response.status_code in (400, 404):
+        response = self._request(
+            "GET", "/view", params, self.results, preload_content=False, decode_content=False
+        )
+        if response.status == 200:
+            return ViewStream(response, filename)
+        response.drain_conn()
+        response.release_conn()
+        if response.status in (400, 404):
             raise NotFound(f"ComfyUI has no {kind} file {filename!r}", filename=filename)
         raise ComfyBadResponse(
-            f"ComfyUI answered /view for {filename!r} with HTTP {response.status_code}",
-            upstream_status=response.status_code,
+            f"ComfyUI answered /view for {filename!r} with HTTP {response.status}",
+            upstream_status=response.status,
         )
 
     def iter_view(self, filename: str, subfolder: str, kind: str) -> Iterator[bytes]:
         """The bytes of one output file, in chunks."""
-        response = self.open_view(filename, subfolder, kind)
+        stream = self.open_view(filename, subfolder, kind)
         try:
-            yield from response.iter_content(CHUNK)
-        except requests.RequestException as err:
-            raise ComfyUnavailable(f"reading {filename!r} from ComfyUI failed: {err}") from err
+            yield from stream
         finally:
-            response.close()
+            stream.close()
 
     def upload_image(self, data: bytes, filename: str, overwrite: bool = False) -> str:
         """`POST /upload/image` into ComfyUI's input folder; returns the stored name."""
-        files = {"image": (filename, data, "application/octet-stream")}
-        form = {"type": "input", "overwrite": "true" if overwrite else "false"}
-        response = self._request("POST", "/upload/image", files=files, data=form)
-        if response.status_code != 200:
+        body, content_type = urllib3.encode_multipart_formdata(
+            {
+                "image": (filename, data, "application/octet-stream"),
+                "type": "input",
+                "overwrite": "true" if overwrite else "false",
+            }
+        )
+        headers = {**self._headers, "Content-Type": content_type}
+        response = self._request("POST", "/upload/image", body=body, headers=headers)
+        if response.status != 200:
             raise ComfyBadResponse(f"ComfyUI refused the upload of {filename!r}")
-        payload = response.json()
+        try:
+            payload = json.loads(response.data)
+        except ValueError as err:
+            raise ComfyBadResponse("ComfyUI sent invalid JSON for POST /upload/image") from err
         name = payload.get("name", filename)
         subfolder = payload.get("subfolder") or ""
         return f"{subfolder}/{name}" if subfolder else name
