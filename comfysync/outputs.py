@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gevent import get_hub
 
 from .comfy.client import CHUNK, ComfyClient
 from .comfy.protocol import NodeOutputs, node_sort_key
-from .images import content_type_for, probe_size
+from .images import HEAD_BYTES, content_type_for, probe_size
 from .storage.base import StoredFile
 from .storage.local import LocalDiskStore
 from .transcode import OutputOptions, transcode_bytes
@@ -115,16 +116,23 @@ class OutputCopier:
         )
         if options is None or options.untouched or not file.filename.lower().endswith(_IMAGES):
             # Streamed straight to disk: a large output never sits in memory.
+            # The first chunk is kept aside: it is enough to size an image.
+            chunks = iter(chunks)
+            head = next(chunks, b"")
             key = self.key_for(prompt_id, file, index)
-            stored = self.store.write(key, chunks, content_type_for(file.filename))
+            stored = self.store.write(
+                key, itertools.chain((head,), chunks), content_type_for(file.filename)
+            )
         else:
             # Pillow releases the GIL while it decodes and encodes, so a thread
             # keeps big images from starving the other greenlets.
-            data, converted = get_hub().threadpool.apply(
+            head, converted = get_hub().threadpool.apply(
                 transcode_bytes, (b"".join(chunks), options)
             )
             key = self.key_for(prompt_id, file, index, converted.extension)
-            stored = self.store.write(key, [data], converted.content_type)
+            stored = self.store.write(key, [head], converted.content_type)
+        if stored.content_type.startswith("image/"):
+            stored = replace(stored, pixel_size=probe_size(stored.local_path, head[:HEAD_BYTES]))
         if disk_path and self.cleanup and file.type == "output":
             try:
                 os.remove(disk_path)
@@ -149,7 +157,7 @@ def _read_file(path: str) -> Iterator[bytes]:
 
 def describe(stored: StoredFile, file: OutputFile) -> dict[str, Any]:
     """The JSON a client gets for one stored output."""
-    size = probe_size(stored.local_path) if stored.content_type.startswith("image/") else None
+    size = stored.pixel_size
     body: dict[str, Any] = {
         "url": stored.url,
         "filename": os.path.basename(stored.key),

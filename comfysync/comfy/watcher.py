@@ -29,6 +29,29 @@ log = logging.getLogger(__name__)
 
 _TEXT = websocket.ABNF.OPCODE_TEXT
 _CLOSE = websocket.ABNF.OPCODE_CLOSE
+_READ_SIZE = 64 * 1024
+
+
+class BufferedWebSocket(websocket.WebSocket):
+    """A WebSocket that reads the socket in large pieces.
+
+    websocket-client asks the socket for exactly the bytes it needs next: two
+    for a frame header, two more for a length, then the payload. ComfyUI sends
+    a dozen or more frames per prompt, often in one burst, so reading ahead
+    turns three system calls per frame into one per burst.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buffer = b""
+        self._read_at = 0
+
+    def _recv(self, bufsize: int) -> bytes:
+        if self._read_at >= len(self._read_buffer):
+            self._read_buffer = super()._recv(max(bufsize, _READ_SIZE))
+            self._read_at = 0
+        start, self._read_at = self._read_at, self._read_at + bufsize
+        return self._read_buffer[start : self._read_at]
 
 
 class ComfyWatcher:
@@ -125,7 +148,7 @@ class ComfyWatcher:
         # Frames are parsed as JSON right away, which rejects bad UTF-8 anyway;
         # websocket-client's own check is pure Python, byte by byte, and was
         # the largest single cost per prompt.
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        ws = BufferedWebSocket(enable_multithread=True, skip_utf8_validation=True)
         ws.connect(
             f"{self.client.ws_url}?clientId={self.client_id}",
             timeout=self.client.timeout[0],

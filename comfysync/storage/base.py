@@ -25,6 +25,7 @@ class StoredFile:
     local_path: str
     remote_key: str = ""  # the object key in the remote bucket, once uploaded
     upload_duration: float | None = None  # seconds the upload took, once uploaded
+    pixel_size: tuple[int, int] | None = None  # (width, height) of an image
 
 
 class LocalStore(ABC):

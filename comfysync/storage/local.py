@@ -46,13 +46,18 @@ class LocalDiskStore(LocalStore):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in chunks:
-                        out.write(chunk)
-                        size += len(chunk)
+                # Chunks arrive in 64 KB pieces, so a buffered file object would
+                # only add its own setup calls.
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    size += len(chunk)
             except BaseException:
                 os.unlink(path)
                 raise
+            finally:
+                os.close(fd)
         except OSError as err:
             raise StorageError(f"could not write {key}: {err}") from err
         return StoredFile(
