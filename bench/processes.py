@@ -97,11 +97,23 @@ def _tail(path: str, size: int = 3000) -> str:
         return ""
 
 
+def memory_dir() -> str | None:
+    """A RAM-backed folder (tmpfs) when the system has one, else None (the temp dir)."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
 class Simulator:
-    """`python -m comfysync.simulator` on a free port, driven through `/_sim/`."""
+    """`python -m comfysync.simulator` on a free port, driven through `/_sim/`.
+
+    Its files live in RAM where possible: a real ComfyUI writes to its own
+    disk, and here the simulator's writes would otherwise compete with the
+    gateway's on the one disk, adding the stand-in's I/O to the gateway's
+    figures.
+    """
 
     def __init__(self, parallel: int = 1, job_duration_ms: str = "0") -> None:
-        self.workdir = tempfile.mkdtemp(prefix="bench-sim-")
+        self.workdir = tempfile.mkdtemp(prefix="bench-sim-", dir=memory_dir())
         self.parallel = parallel
         self.job_duration_ms = job_duration_ms
         self.proc: subprocess.Popen[bytes] | None = None

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,10 @@ class PromptQueue:
         self._task_counter = itertools.count()
         self.history: dict[str, dict[str, Any]] = {}
         self.flags: dict[str, Any] = {}
-        self._wakeup = asyncio.Event()
+        # Idle workers, each waiting on its own future: a new item wakes exactly
+        # one, as ComfyUI's Condition.notify() does. (One shared Event woke all
+        # of them on every put: thousands of wake-ups per prompt in parallel mode.)
+        self._idle: deque[asyncio.Future[None]] = deque()
         self.accepted = 0
         self.executed = 0
 
@@ -53,15 +57,28 @@ class PromptQueue:
         heapq.heappush(self._heap, (item.number, item.prompt_id, next(self._seq), item))
         self.accepted += 1
         self._on_change()
-        self._wakeup.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def get(self) -> tuple[int, QueueItem] | None:
         """Wait for the next item; None when woken only for flags (e.g. /free)."""
         while not self._heap:
             if self.flags:
                 return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # pass on a wake-up this worker can no longer use
+                raise
         item = heapq.heappop(self._heap)[3]
         task_id = next(self._task_counter)
         self.running[task_id] = item
@@ -121,7 +138,7 @@ class PromptQueue:
     def set_flag(self, name: str, value: Any) -> None:
         """/free flags; wakes an idle worker so it acts on them."""
         self.flags[name] = value
-        self._wakeup.set()
+        self._wake_one()
 
     def take_flags(self) -> dict[str, Any]:
         """Return and reset the flags."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -118,13 +117,20 @@ class DataDirs:
 
 
 def _highest_counter(folder: str, filename: str) -> int:
-    pattern = re.compile(re.escape(filename) + r"_(\d+)_")
+    """The largest N of files named `<filename>_<N>_...` in `folder` (0 if none).
+
+    Plain string tests rather than a regex: every prompt may bring a new
+    prefix, and compiling a pattern per prefix cost more than the scan.
+    """
+    head = filename + "_"
     best = 0
     try:
-        for name in os.listdir(folder):
-            m = pattern.match(name)
-            if m:
-                best = max(best, int(m.group(1)))
+        names = os.listdir(folder)
     except FileNotFoundError:
-        pass
+        return 0
+    for name in names:
+        if name.startswith(head):
+            digits, sep, _ = name[len(head) :].partition("_")
+            if sep and digits.isdecimal():
+                best = max(best, int(digits))
     return best

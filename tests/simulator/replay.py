@@ -230,6 +230,16 @@ class Replay:
         got_ct = r.headers.get("Content-Type")
         if want_ct != got_ct:
             self.problems.append(f"{where}: Content-Type {got_ct!r} != {want_ct!r}")
+        want_names = {h.lower() for h in ev["response_headers"]}
+        got_names = {h.lower() for h in r.headers}
+        if want_names != got_names:
+            self.problems.append(
+                f"{where}: headers {sorted(got_names)} != {sorted(want_names)}"
+            )
+        etag = r.headers.get("Etag")
+        # aiohttp's file ETag: "<mtime in ns, hex>-<size, hex>".
+        if etag is not None and not re.fullmatch(rf'"[0-9a-f]+-{len(r.content):x}"', etag):
+            self.problems.append(f"{where}: Etag {etag!r} does not name the body's size")
         for h in ("Content-Disposition", "X-Content-Type-Options"):
             want_h, got_h = ev["response_headers"].get(h), r.headers.get(h)
             if want_h is not None and got_h is not None:
