@@ -233,9 +233,7 @@ class Replay:
         want_names = {h.lower() for h in ev["response_headers"]}
         got_names = {h.lower() for h in r.headers}
         if want_names != got_names:
-            self.problems.append(
-                f"{where}: headers {sorted(got_names)} != {sorted(want_names)}"
-            )
+            self.problems.append(f"{where}: headers {sorted(got_names)} != {sorted(want_names)}")
         etag = r.headers.get("Etag")
         # aiohttp's file ETag: "<mtime in ns, hex>-<size, hex>".
         if etag is not None and not re.fullmatch(rf'"[0-9a-f]+-{len(r.content):x}"', etag):
