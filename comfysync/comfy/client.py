@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import select
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
+from gevent import monkey
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -36,6 +39,31 @@ from .protocol import HistoryEntry
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+# The system's poll(), even once gevent has patched the select module.
+_poll = monkey.get_original("select", "poll")
+_POLLIN = select.POLLIN
+
+
+def _idle_and_open(sock: object) -> bool:
+    """Whether a kept-alive socket is still usable: nothing to read, not even EOF.
+
+    urllib3 checks this before every reuse with select.poll, which under
+    gevent is the cooperative version: it arms and disarms event-loop
+    watchers just to learn the answer of a zero-timeout poll.
+    """
+    poller = _poll()
+    poller.register(sock, _POLLIN)
+    return not poller.poll(0)
+
+
+class _Connection(HTTPConnection):
+    @property
+    def is_connected(self) -> bool:
+        return self.sock is not None and _idle_and_open(self.sock)
+
+
+class _TLSConnection(HTTPSConnection):
+    is_connected = _Connection.is_connected
 
 
 def _reason(err: Exception) -> str:
@@ -98,15 +126,14 @@ class ComfyClient:
             backoff_factor=0.2,
             raise_on_redirect=False,
         )
-        pool_class = (
-            urllib3.HTTPSConnectionPool if parts.scheme == "https" else urllib3.HTTPConnectionPool
-        )
+        tls = parts.scheme == "https"
+        pool_class = urllib3.HTTPSConnectionPool if tls else urllib3.HTTPConnectionPool
 
         def pool() -> urllib3.HTTPConnectionPool:
             # Blocking: under a burst, calls queue for one of `pool_size` kept-alive
             # connections instead of opening (and discarding) thousands, which
             # overflows ComfyUI's listen backlog.
-            return pool_class(
+            created = pool_class(
                 parts.hostname or "",
                 parts.port,
                 maxsize=pool_size,
@@ -115,6 +142,8 @@ class ComfyClient:
                 retries=retry,
                 timeout=Timeout(connect=connect_timeout, read=read_timeout),
             )
+            created.ConnectionCls = _TLSConnection if tls else _Connection
+            return created
 
         self.pool = pool()
         # Results travel on their own pool, so a finished prompt's files are
