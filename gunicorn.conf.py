@@ -1,5 +1,6 @@
 """gunicorn settings: the gevent worker, bound from FLASK_HOST/FLASK_PORT."""
 
+import gc
 import os
 import signal
 
@@ -29,10 +30,22 @@ if _control_socket:
     control_socket = _control_socket
 
 
+# The cyclic garbage collector, tuned for thousands of held requests: with
+# the defaults it ran ~900 times during 5,000 held generations, 1.15 s in all
+# (0.23 ms per request), and each pass stops every request of the worker.
+# Objects alive after start-up are frozen out of its scans, and the young
+# generation is collected every 50,000 allocations instead of 700: 12 passes,
+# 0.13 s, worker CPU 1.9 -> 1.4 ms per held request (python -m bench held).
+# Nearly everything a request allocates is freed by reference counting.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
 def post_worker_init(worker):
-    """On SIGTERM, let held requests finish within the grace period, then answer 503."""
+    """Start the watcher, tune the garbage collector, and chain SIGTERM to a graceful stop."""
     gateway = worker.wsgi.extensions["comfysync"]
     gateway.start()  # connect the WebSocket now, not on the first request
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     previous = signal.getsignal(signal.SIGTERM)
     # Answer the stragglers a little before gunicorn kills them.
     grace = max(0.0, worker.cfg.graceful_timeout - 1.5)
