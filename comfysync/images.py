@@ -80,6 +80,8 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
         if marker in _JPEG_SOF:
             h, w = struct.unpack(">HH", head[at + 5 : at + 9])
             return w, h
+        if marker in (0xD9, 0xDA):  # image end or scan start: no frame header before it
+            return None
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
             at += 2
             continue

@@ -126,13 +126,14 @@ class OutputCopier:
         else:
             # Pillow releases the GIL while it decodes and encodes, so a thread
             # keeps big images from starving the other greenlets.
-            head, converted = get_hub().threadpool.apply(
+            data, converted = get_hub().threadpool.apply(
                 transcode_bytes, (b"".join(chunks), options)
             )
+            head = data[:HEAD_BYTES]
             key = self.key_for(prompt_id, file, index, converted.extension)
-            stored = self.store.write(key, [head], converted.content_type)
+            stored = self.store.write(key, [data], converted.content_type)
         if stored.content_type.startswith("image/"):
-            stored = replace(stored, pixel_size=probe_size(stored.local_path, head[:HEAD_BYTES]))
+            stored = replace(stored, pixel_size=probe_size(stored.local_path, head))
         if disk_path and self.cleanup and file.type == "output":
             try:
                 os.remove(disk_path)
