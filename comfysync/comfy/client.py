@@ -87,12 +87,10 @@ class ViewStream:
             raise ComfyUnavailable(f"reading {self.filename!r} from ComfyUI failed: {err}") from err
 
     def close(self) -> None:
-        """Give the connection back when the body was read, else drop it."""
-        if self.response.closed:
-            self.response.release_conn()
-        else:
+        """Give the connection back; one with unread body bytes is closed first."""
+        if not self.response.closed:
             self.response.close()
-            self.response.release_conn()
+        self.response.release_conn()
 
 
 class ComfyClient:
