@@ -22,11 +22,14 @@ BENCH_WORKFLOWS = os.path.join(ROOT, "bench", "workflows")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Work folders are removed when the benchmark process ends, not when each
-# process stops: ext4 skips recently deleted inodes when it allocates new
-# ones, and right after thousands of deletions every file creation cost
-# ~0.4 ms of kernel time instead of ~0.04 ms (measured with perf: the time
-# is in find_inode_bit -> recently_deleted). Deleting one scenario's outputs
-# would otherwise slow the next scenario's gateway down.
+# process stops, and they live in RAM where possible (`memory_dir`). On ext4
+# without a journal (this machine's disk) new inodes skip ones freed in the
+# last one to six minutes: after thousands of deletions nearby, creating a
+# file cost 0.4-0.7 ms of kernel time instead of ~0.02 ms (perf: the time is
+# in find_inode_bit -> recently_deleted). Test runs and earlier scenarios
+# delete thousands of files under the temp folder, so figures taken on that
+# disk measured its recent history, not the gateway; `disk_create_us`
+# reports what the disk costs instead.
 _LEFTOVERS: list[str] = []
 
 
@@ -208,7 +211,10 @@ class Simulator:
 
 
 class Gateway:
-    """The service under gunicorn with the gevent worker, started as the README runs it."""
+    """The service under gunicorn with the gevent worker, started as the README runs it.
+
+    Its OUTPUT_DIR is in RAM where possible, for the reason given at `_LEFTOVERS`.
+    """
 
     def __init__(
         self,
@@ -218,7 +224,7 @@ class Gateway:
         backlog: int | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="bench-gw-")
+        self.workdir = tempfile.mkdtemp(prefix="bench-gw-", dir=memory_dir())
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -300,6 +306,27 @@ class Gateway:
         if self.proc is not None:
             _stop(self.proc, timeout=20)
         _remove_later(self.workdir)
+
+
+def disk_create_us(count: int = 500, size: int = 590) -> list[float]:
+    """Microseconds to create and write one small file on the temp folder's disk, per file.
+
+    What the gateway's local write costs on that disk, which the figures
+    taken with OUTPUT_DIR in RAM leave out.
+    """
+    folder = tempfile.mkdtemp(prefix="bench-disk-")
+    _remove_later(folder)
+    payload = os.urandom(size)
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        fd = os.open(os.path.join(folder, f"{i}.png"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, payload)
+        finally:
+            os.close(fd)
+        times.append((time.perf_counter() - started) * 1e6)
+    return times
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:
