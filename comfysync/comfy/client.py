@@ -39,6 +39,7 @@ from .protocol import HistoryEntry
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+_ONE_WRITE_MAX = 256 * 1024
 # The system's poll(), even once gevent has patched the select module.
 _poll = monkey.get_original("select", "poll")
 _POLLIN = select.POLLIN
@@ -56,13 +57,48 @@ def _idle_and_open(sock: object) -> bool:
     return not poller.poll(0)
 
 
-class _Connection(HTTPConnection):
+class _OneWrite:
+    """Sends a small request body in the same write as the headers.
+
+    urllib3 writes the headers, then the body: two system calls, and two
+    packets that ComfyUI may read in two wake-ups. A body of up to
+    `_ONE_WRITE_MAX` bytes (a prompt is usually a few KB) goes with them.
+    """
+
+    _hold_next = False
+    _held: bytes | None = None
+
+    def request(self, method: str, url: str, body: Any = None, *args: Any, **kwargs: Any) -> None:
+        self._hold_next = isinstance(body, bytes) and 0 < len(body) <= _ONE_WRITE_MAX
+        self._held = None
+        try:
+            super().request(method, url, body, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._hold_next = False
+        held, self._held = self._held, None
+        if held is not None:  # the body never came: send the headers alone
+            super().send(held)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        if self._hold_next:
+            self._hold_next = False
+            self._held = data  # the headers; the body follows
+            return
+        held, self._held = self._held, None
+        if held is not None and isinstance(data, bytes):
+            data = held + data
+        elif held is not None:
+            super().send(held)  # type: ignore[misc]
+        super().send(data)  # type: ignore[misc]
+
+
+class _Connection(_OneWrite, HTTPConnection):
     @property
     def is_connected(self) -> bool:
         return self.sock is not None and _idle_and_open(self.sock)
 
 
-class _TLSConnection(HTTPSConnection):
+class _TLSConnection(_OneWrite, HTTPSConnection):
     is_connected = _Connection.is_connected
 
 

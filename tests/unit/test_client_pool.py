@@ -61,3 +61,47 @@ def test_connection_closed_by_comfyui_is_replaced_not_reported(server) -> None:
         threading.Event().wait(0.05)  # let the close reach us
     assert len(set(handler.peers)) == 3
     client.close()
+
+
+class _RecordingSocket:
+    """Stands in for a connected socket and keeps every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def settimeout(self, timeout: object) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+def _connection_writes(method: str, body: bytes | None) -> list[bytes]:
+    from comfysync.comfy.client import _Connection
+
+    conn = _Connection("127.0.0.1", 8188)
+    conn.sock = _RecordingSocket()  # type: ignore[assignment]
+    conn.request(method, "/prompt", body=body, headers={"Content-Type": "application/json"})
+    return conn.sock.writes  # type: ignore[attr-defined]
+
+
+def test_prompt_goes_out_in_one_write_with_its_headers() -> None:
+    body = json.dumps({"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}}).encode()
+    writes = _connection_writes("POST", body)
+    assert len(writes) == 1
+    head, sent = writes[0].split(b"\r\n\r\n", 1)
+    assert head.startswith(b"POST /prompt HTTP/1.1\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert sent == body
+
+
+def test_large_body_and_bodiless_requests_are_sent_unchanged() -> None:
+    big = b"x" * (1024 * 1024)
+    writes = _connection_writes("POST", big)
+    assert len(writes) == 2 and writes[0].endswith(b"\r\n\r\n") and writes[1] == big
+    writes = _connection_writes("GET", None)
+    assert (
+        len(writes) == 1
+        and writes[0].startswith(b"GET /prompt ")
+        and writes[0].endswith(b"\r\n\r\n")
+    )
