@@ -308,6 +308,44 @@ class Gateway:
         _remove_later(self.workdir)
 
 
+class BusyProcess:
+    """A process that keeps `cores` of one CPU busy, in 1 ms slices, until stopped.
+
+    The control for the gateway's latency under contention: what any process
+    using that much CPU next to ComfyUI and its clients costs them.
+    """
+
+    _LOOP = (
+        "import time\n"
+        "busy = {cores} * 0.001\n"
+        "while True:\n"
+        "    start = time.perf_counter()\n"
+        "    while time.perf_counter() - start < busy:\n"
+        "        pass\n"
+        "    time.sleep(0.001 - busy)\n"
+    )
+
+    def __init__(self, cores: float) -> None:
+        self.cores = min(max(cores, 0.0), 0.95)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> BusyProcess:
+        code = self._LOOP.format(cores=self.cores)
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        self.started, self.cpu0 = time.monotonic(), cpu_seconds(self.proc.pid)
+        return self
+
+    def cores_used(self) -> float:
+        """The share of a core it actually got so far."""
+        assert self.proc is not None
+        return (cpu_seconds(self.proc.pid) - self.cpu0) / (time.monotonic() - self.started)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def disk_create_us(count: int = 500, size: int = 590) -> list[float]:
     """Microseconds to create and write one small file on the temp folder's disk, per file.
 

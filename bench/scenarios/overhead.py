@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ..load import LoadSpec, run_load
-from ..processes import Gateway, Simulator
+from ..processes import BusyProcess, Gateway, Simulator
 from ..report import ScenarioResult, Target
 from ..stats import median
 from . import Context, SimCost, summarize
@@ -51,13 +51,20 @@ def _one_round(ctx: Context, sim: Simulator, gw: Gateway) -> dict[str, Any]:
     for concurrency in (1, 32):
         for client in ("direct", *GATEWAY, "per_request_socket", "polling"):
             cost = SimCost(sim)
+            cpu0 = gw.cpu_seconds()
             result = run_load(
                 _spec(client, sim, gw, concurrency, _counts(ctx, client, concurrency))
             )
             figures[f"{client}@c{concurrency}"] = {
                 **summarize(result),
                 "sim_cpu_ms_per_prompt": cost.per_prompt_ms(),
+                "gateway_cpu_cores": (gw.cpu_seconds() - cpu0) / result.wall_s,
             }
+    # The control: `direct` again, beside a process that only burns the CPU
+    # the gateway used at c=32.
+    with BusyProcess(figures["generate@c32"]["gateway_cpu_cores"]) as busy:
+        result = run_load(_spec("direct", sim, gw, 32, _counts(ctx, "direct", 32)))
+        figures["direct_beside_busy@c32"] = {**summarize(result), "busy_cores": busy.cores_used()}
     sim.configure(job_duration_ms=0)
     for client in ("direct", *GATEWAY):
         result = run_load(_spec(client, sim, gw, 1, 100 if ctx.quick else 200))
@@ -111,6 +118,19 @@ def run(ctx: Context) -> ScenarioResult:
         key = f"{client}@c1/instant"
         note = "" if client == "direct" else f"+{added(client):.2f} ms over direct"
         result.row(f"{client}, concurrency 1, instant jobs: p50", med(key), "ms", note)
+    result.row(
+        "gateway worker's CPU, generate at concurrency 32",
+        med("generate@c32", "gateway_cpu_cores"),
+        "cores",
+    )
+    result.row(
+        "direct, concurrency 32, beside a process burning that much CPU: p50",
+        med("direct_beside_busy@c32"),
+        "ms",
+        f"{ratio('direct_beside_busy@c32', 'direct@c32'):.2f}x direct; it got "
+        f"{med('direct_beside_busy@c32', 'busy_cores'):.2f} cores. What that much CPU "
+        "costs on this machine, whoever uses it",
+    )
     sim_cpu = median([r["direct@c32"]["sim_cpu_ms_per_prompt"] for r in rounds])
     result.row("simulator CPU per prompt (direct, c=32)", sim_cpu, "ms")
     result.row(
