@@ -102,6 +102,14 @@ class _TLSConnection(_OneWrite, HTTPSConnection):
     is_connected = _Connection.is_connected
 
 
+def _payload(response: urllib3.BaseHTTPResponse, call: str) -> Any:
+    """The JSON body of a successful call; ComfyBadResponse when it is not JSON."""
+    try:
+        return json.loads(response.data)
+    except ValueError as err:
+        raise ComfyBadResponse(f"ComfyUI sent invalid JSON for {call}") from err
+
+
 def _reason(err: Exception) -> str:
     """The useful part of a connection error ("Connection refused"), not urllib3's essay."""
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
@@ -228,10 +236,7 @@ class ComfyClient:
                 f"ComfyUI answered {method} {path} with HTTP {response.status}",
                 upstream_status=response.status,
             )
-        try:
-            return json.loads(response.data)
-        except ValueError as err:
-            raise ComfyBadResponse(f"ComfyUI sent invalid JSON for {method} {path}") from err
+        return _payload(response, f"{method} {path}")
 
     def _post_json(self, path: str, body: Any) -> urllib3.BaseHTTPResponse:
         headers = {**self._headers, "Content-Type": "application/json"}
@@ -254,10 +259,7 @@ class ComfyClient:
         body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
         response = self._post_json("/prompt", body)
         if response.status == 200:
-            try:
-                return json.loads(response.data)
-            except ValueError as err:
-                raise ComfyBadResponse("ComfyUI sent invalid JSON for POST /prompt") from err
+            return _payload(response, "POST /prompt")
         if response.status == 400:
             try:
                 payload = json.loads(response.data)
@@ -363,10 +365,7 @@ class ComfyClient:
         response = self._request("POST", "/upload/image", body=body, headers=headers)
         if response.status != 200:
             raise ComfyBadResponse(f"ComfyUI refused the upload of {filename!r}")
-        try:
-            payload = json.loads(response.data)
-        except ValueError as err:
-            raise ComfyBadResponse("ComfyUI sent invalid JSON for POST /upload/image") from err
+        payload = _payload(response, "POST /upload/image")
         name = payload.get("name", filename)
         subfolder = payload.get("subfolder") or ""
         return f"{subfolder}/{name}" if subfolder else name
