@@ -1,0 +1,1 @@
+"""Durable runs: the record of every accepted generation, and where it is kept."""

@@ -1,0 +1,267 @@
+"""The run record and the run store interface: every generation, durably.
+
+A run is one accepted generation, from the moment the gateway says yes until
+its outputs are stored (or it failed or was cancelled). The store is the
+truth every worker and instance shares: the gateway's queue, who dispatched
+what to which ComfyUI server, and the answer a client fetches later.
+
+Backends (`sqlite`, `redis`) implement `RunStore`; `factory.build_run_store`
+picks one. They all pass the contract suite in `tests/runs/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from gevent.event import Event
+
+from ..errors import GatewayError
+
+# -- statuses --------------------------------------------------------------
+
+QUEUED = "queued"  # waiting in the gateway's queue
+DISPATCHING = "dispatching"  # claimed, prompt id chosen; POST /prompt may be on its way
+SUBMITTED = "submitted"  # ComfyUI accepted it and holds it in its queue
+RUNNING = "running"  # ComfyUI is executing it
+UPLOADING = "uploading"  # ComfyUI is done; outputs are being copied and stored
+SUCCESS = "success"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+# Runs that hold one of a server's in-flight places (COMFYUI_MAX_INFLIGHT).
+IN_FLIGHT = frozenset({DISPATCHING, SUBMITTED, RUNNING})
+# Runs whose owner must be alive: somebody is watching or storing them.
+OWNED = frozenset({DISPATCHING, SUBMITTED, RUNNING, UPLOADING})
+TERMINAL = frozenset({SUCCESS, FAILED, CANCELLED})
+STATUSES = (QUEUED, DISPATCHING, SUBMITTED, RUNNING, UPLOADING, SUCCESS, FAILED, CANCELLED)
+
+
+class IdempotencyConflict(GatewayError):
+    """An `Idempotency-Key` was reused with a different request body."""
+
+    code = 409
+    error_type = "idempotency_conflict"
+    description = "This Idempotency-Key was already used with a different request body"
+
+
+class QueueFull(GatewayError):
+    """MAX_QUEUED_RUNS runs already wait in the gateway's queue."""
+
+    code = 429
+    error_type = "queue_full"
+    description = "Too many runs are waiting; retry later"
+
+
+@dataclass
+class RunRecord:
+    """One run, as the store keeps it. Times are epoch seconds (UTC)."""
+
+    id: str
+    status: str = QUEUED
+    mode: str = "async"  # "sync": a request holds it open; "async": nobody waits
+    request: dict[str, Any] = field(default_factory=dict)  # the body as the client sent it
+    graph: dict[str, Any] | None = None  # built and ready to submit
+    priority: int = 0  # higher first; FIFO within one priority
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None  # ComfyUI began executing
+    ended_at: float | None = None
+    not_before: float = 0.0  # a retried run waits in the queue until then
+    server: str | None = None  # the ComfyUI server of the latest attempt
+    prompt_id: str | None = None  # ComfyUI's prompt id of the latest attempt
+    client_id: str | None = None  # the WebSocket client id that submitted it
+    owner: str | None = None  # the process that dispatched it and watches it
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None  # the sync answer body, once stored
+    files: list[dict[str, Any]] = field(default_factory=list)  # local copies, once made
+    error: dict[str, Any] | None = None  # the error body, when failed or cancelled
+    progress: dict[str, Any] = field(default_factory=dict)  # {current, total, message}
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+    cancel_requested: bool = False
+    seq: int = 0  # insertion order, assigned by the store
+
+    @classmethod
+    def new(cls, request: dict[str, Any], **values: Any) -> RunRecord:
+        """A fresh queued run with a new id, stamped now."""
+        now = time.time()
+        values.setdefault("created_at", now)
+        values.setdefault("updated_at", now)
+        return cls(id=str(uuid.uuid4()), request=request, **values)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has reached success, failed or cancelled."""
+        return self.status in TERMINAL
+
+    def to_json(self) -> str:
+        """The record as one JSON document (how backends store it)."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> RunRecord:
+        """Read a record written by `to_json`; unknown keys (newer versions) are ignored."""
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
+
+
+def body_hash(body: Any) -> str:
+    """A stable digest of a request body, to tell an idempotent retry from a new request."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ChangeWaiters:
+    """Greenlets of this process waiting for a run (or the queue) to change.
+
+    Backends call `notify` for every change they make or hear of from other
+    processes; `wait` blocks one greenlet until then, bounded by a timeout.
+    """
+
+    QUEUE = "*queue*"  # the key dispatchers wait on
+
+    def __init__(self) -> None:
+        self._events: dict[str, Event] = {}
+        self._waiting: dict[str, int] = {}
+
+    def wait(self, key: str, timeout: float) -> bool:
+        """Block until `notify(key)` or `timeout` seconds; True when notified."""
+        event = self._events.setdefault(key, Event())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            return bool(event.wait(timeout=max(0.0, timeout)))
+        finally:
+            left = self._waiting.pop(key) - 1
+            if left:
+                self._waiting[key] = left
+            elif self._events.get(key) is event:
+                del self._events[key]
+
+    def notify(self, keys: Iterable[str]) -> None:
+        """Wake every greenlet waiting for any of `keys`."""
+        for key in keys:
+            event = self._events.pop(key, None)
+            if event is not None:
+                event.set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._events
+
+
+def wakes_queue(old_status: str | None, new_status: str) -> bool:
+    """Whether a status change may let a dispatcher take a run (one queued, a place freed)."""
+    if new_status == QUEUED:
+        return True
+    return old_status in IN_FLIGHT and new_status not in IN_FLIGHT
+
+
+class RunStore(ABC):
+    """Where runs live; shared by every worker (and, with Redis, every instance)."""
+
+    name = "runs"
+
+    def __init__(self) -> None:
+        self.waiters = ChangeWaiters()
+
+    # -- records -------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, record: RunRecord, *, max_queued: int = 0) -> tuple[RunRecord, bool]:
+        """Insert `record` (assigning `seq`); returns (the stored run, whether it is new).
+
+        With an `idempotency_key` already in use and the same `body_hash`, the
+        existing run comes back with False. A queued record is refused when
+        `max_queued` (> 0) runs already wait.
+
+        :raises IdempotencyConflict: the key was used with another body hash.
+        :raises QueueFull: the queue holds `max_queued` runs already.
+        """
+
+    @abstractmethod
+    def get(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+
+    @abstractmethod
+    def update(
+        self, run_id: str, *, expect: Collection[str] | None = None, **changes: Any
+    ) -> RunRecord | None:
+        """Change fields of a run atomically and return it, `updated_at` stamped.
+
+        With `expect`, nothing changes (and None is returned) unless the run's
+        current status is one of `expect`: the compare-and-set every state
+        transition goes through. None also when the run does not exist.
+        """
+
+    # -- the queue ------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self, server: str, owner: str, *, limit: int, prompt_id: str, client_id: str
+    ) -> RunRecord | None:
+        """Take the next queued run for `server`, if it has room; atomically.
+
+        Room means fewer than `limit` runs IN_FLIGHT on `server` (`limit` 0: no
+        limit). The next run is the highest priority, oldest `seq`, whose
+        `not_before` has passed. It becomes DISPATCHING with `server`, `owner`,
+        `prompt_id` and `client_id` set and an attempt appended
+        (`{"prompt_id", "server", "at"}`).
+        """
+
+    @abstractmethod
+    def queue_position(self, run_id: str) -> int | None:
+        """How many queued runs are ahead of this one (0: next); None when it is not queued."""
+
+    @abstractmethod
+    def queued_count(self) -> int:
+        """Runs waiting in the gateway's queue."""
+
+    @abstractmethod
+    def in_flight(self, server: str) -> int:
+        """Runs IN_FLIGHT on `server`."""
+
+    @abstractmethod
+    def list_runs(
+        self, *, status: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[RunRecord], str | None]:
+        """Runs newest first (optionally of one status) and the cursor of the next page."""
+
+    # -- owners and recovery ---------------------------------------------------
+
+    @abstractmethod
+    def heartbeat(self, owner: str, ttl: float) -> None:
+        """Declare `owner` alive for `ttl` seconds more."""
+
+    @abstractmethod
+    def adopt(self, owner: str) -> list[RunRecord]:
+        """Take over every OWNED run whose owner is not alive (no live heartbeat).
+
+        Each such run gets `owner` atomically, so two adopters never share one.
+        """
+
+    @abstractmethod
+    def prune(self, ended_before: float) -> int:
+        """Delete finished runs that ended before the given time; returns how many."""
+
+    # -- wake-ups ---------------------------------------------------------------
+
+    def wait_for_change(self, run_id: str, timeout: float) -> bool:
+        """Block until the run changes (in any worker or instance) or `timeout`; True if it did."""
+        return self.waiters.wait(run_id, timeout)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a run is queued or an in-flight place frees up, or `timeout`."""
+        return self.waiters.wait(ChangeWaiters.QUEUE, timeout)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and background work."""
