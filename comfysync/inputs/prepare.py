@@ -11,10 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import gevent
-import gevent.pool
-
 from comfysync.errors import ComfyUnavailable
+from comfysync.greenlets import bounded_map
 from comfysync.inputs.decode import (
     SourceKind,
     classify,
@@ -166,35 +164,18 @@ def _load(job: ImageJob, fetcher: ImageFetcher, settings: InputSettings) -> Veri
 def _run_bounded(
     work: Callable[[T], R], items: Sequence[T], size: int, *, timeout: float
 ) -> list[R | ImageInputError | None]:
-    """Run `work` over `items` in a pool of `size` greenlets, in order.
+    """Run `work` over `items`, `size` at a time, in order.
 
     An `ImageInputError` is returned in place of the result; `None` means the item did
     not finish within `timeout`; any other exception is re-raised.
     """
-    pool = gevent.pool.Pool(size)
-
-    def guarded(item: T) -> R | ImageInputError:
-        try:
-            return work(item)
-        except ImageInputError as err:
-            return err
-
-    try:
-        greenlets = [pool.spawn(guarded, item) for item in items]
-        for greenlet in greenlets:
-            greenlet.link_exception(_log_failure)
-        gevent.joinall(greenlets, timeout=timeout)
-        results: list[R | ImageInputError | None] = []
-        for greenlet in greenlets:
-            # get() re-raises what the greenlet raised (bugs, upload failures).
-            results.append(greenlet.get(block=False) if greenlet.ready() else None)
-        return results
-    finally:
-        pool.kill(block=False)
-
-
-def _log_failure(greenlet: gevent.Greenlet) -> None:
-    log.warning("input image task failed: %r", greenlet.exception)
+    results: list[R | ImageInputError | None] = []
+    for item in bounded_map(work, items, size, timeout=timeout):
+        if isinstance(item.error, ImageInputError):
+            results.append(item.error)
+        else:
+            results.append(item.get() if item.done else None)
+    return results
 
 
 def _is_name(source: str | bytes) -> bool:

@@ -7,10 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import gevent
-from gevent.pool import Pool
-
 from ..errors import StorageError
+from ..greenlets import bounded_map
 from .base import RemoteStore, StoredFile
 
 log = logging.getLogger(__name__)
@@ -41,15 +39,13 @@ def upload_all(
     """
     if remote is None or not files:
         return UploadOutcome(list(files))
-    pool = Pool(max(1, concurrency))
-    jobs = [pool.spawn(_upload_one, remote, stored, prompt_id) for stored in files]
-    gevent.joinall(jobs, timeout=timeout)
-    pool.kill(block=True, timeout=2.0)  # stragglers past the deadline
-
+    finished = bounded_map(
+        lambda stored: _upload_one(remote, stored, prompt_id), files, concurrency, timeout=timeout
+    )
     results: list[StoredFile] = []
     warnings: list[str] = []
-    for stored, job in zip(files, jobs, strict=True):
-        value = job.value if job.successful() else None
+    for stored, job in zip(files, finished, strict=True):
+        value = job.value
         if isinstance(value, StoredFile):
             results.append(value)
             continue
