@@ -9,20 +9,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import gevent
-from gevent.pool import Pool
+from gevent.event import Event
 
-from .comfy.protocol import Outcome, outcome_from_history
-from .comfy.waits import PromptWait
+from .comfy.backend import ComfyBackend
+from .comfy.protocol import Outcome
 from .disconnect import DisconnectMonitor
-from .errors import (
-    BadRequest,
-    ClientGone,
-    GatewayError,
-    GenerationTimeout,
-    NoOutput,
-    PromptLost,
-)
+from .errors import BadRequest, ComfyUnavailable, NoOutput
+from .greenlets import bounded_map
 from .inputs import prepare_images
 from .outputs import OutputFile, choose, describe, list_files, list_texts
 from .params import resolve_inputs
@@ -153,7 +146,7 @@ def _apply_inputs(gateway: Gateway, spec: GenerationSpec, graph: dict[str, Any])
         graph = prepare_images(
             graph,
             jobs,
-            upload=gateway.server().client.upload_image,
+            upload=gateway.backend().client.upload_image,
             settings=gateway.input_settings,
             fetcher=gateway.fetcher,
         )
@@ -162,8 +155,7 @@ def _apply_inputs(gateway: Gateway, spec: GenerationSpec, graph: dict[str, Any])
 
 def submit_only(gateway: Gateway, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
     """Queue a graph without waiting; returns ComfyUI's reply."""
-    server = gateway.server()
-    return server.client.submit(graph, prompt_id, server.watcher.client_id)
+    return gateway.backend().submit(graph, prompt_id)
 
 
 def generate(
@@ -177,25 +169,30 @@ def generate(
     marks = {"start": started}
     prompt_id = str(uuid.uuid4())
     graph = build_graph(gateway, spec, prompt_id)
-    server = gateway.server()
-    wait = server.watcher.register(prompt_id)
-    monitor = None
+    backend = gateway.backend()
+    deadline = started + gateway.settings.generation_timeout
+    abandon = monitor = None
     if environ is not None and gateway.settings.cancel_on_disconnect:
-        monitor = DisconnectMonitor.attach(environ, wait.abandon)
+        abandon = Event()
+        monitor = DisconnectMonitor.attach(environ, abandon.set)
     try:
-        server.client.submit(graph, prompt_id, server.watcher.client_id)
-        wait.submitted = True
-        marks["queued"] = time.monotonic()
-        outcome = _await_outcome(gateway, wait, started + gateway.settings.generation_timeout)
-        marks["executed"] = time.monotonic()
+        outcome = backend.run_prompt(
+            graph,
+            prompt_id,
+            deadline,
+            abandon=abandon,
+            on_submitted=lambda: marks.__setitem__("queued", time.monotonic()),
+        )
     finally:
-        server.watcher.unregister(wait)
         if monitor is not None:
             monitor.stop()
+    marks["executed"] = time.monotonic()
     files = choose(list_files(outcome.outputs), spec.output_node_id)
     if not files:
         raise NoOutput(prompt_id=prompt_id, output_node_id=spec.output_node_id)
-    stored = _copy_all(gateway, prompt_id, files, spec.output)
+    stored = _copy_all(
+        backend, prompt_id, files, spec.output, gateway.settings.comfyui_read_timeout
+    )
     marks["fetched"] = time.monotonic()
     # The local copies exist before any upload, so a failing bucket costs a
     # warning, never an image.
@@ -218,58 +215,26 @@ def generate(
     )
 
 
-def _await_outcome(gateway: Gateway, wait: PromptWait, deadline: float) -> Outcome:
-    wait.done.wait(timeout=max(0.0, deadline - time.monotonic()))
-    server = gateway.server()
-    if not wait.done.is_set():
-        if gateway.settings.cancel_on_timeout:
-            _cancel_quietly(gateway, wait.prompt_id)
-        raise GenerationTimeout(
-            f"No result after {gateway.settings.generation_timeout:g} s; "
-            "the prompt keeps running, fetch it later by prompt_id",
-            prompt_id=wait.prompt_id,
-        )
-    if wait.client_gone:
-        _cancel_quietly(gateway, wait.prompt_id)
-        raise ClientGone(prompt_id=wait.prompt_id)
-    if wait.error is not None:
-        raise wait.error
-    if wait.outcome is not None:
-        return wait.outcome
-    # Frames were missed; ComfyUI's history has the final word.
-    for _ in range(10):
-        entry = server.client.history(wait.prompt_id)
-        outcome = outcome_from_history(entry) if entry else None
-        if outcome is not None:
-            wait.settle(outcome)
-            break
-        gevent.sleep(0.1)
-    if wait.error is not None:
-        raise wait.error
-    if wait.outcome is None:
-        raise PromptLost(prompt_id=wait.prompt_id)
-    return wait.outcome
-
-
-def _cancel_quietly(gateway: Gateway, prompt_id: str) -> None:
-    try:
-        gateway.server().client.cancel(prompt_id)
-        gateway.cancelled.add(prompt_id)
-        log.info("cancelled prompt %s in ComfyUI", prompt_id)
-    except GatewayError as err:
-        log.warning("could not cancel prompt %s: %s", prompt_id, err)
-
-
 def _copy_all(
-    gateway: Gateway, prompt_id: str, files: list[OutputFile], options: OutputOptions
+    backend: ComfyBackend,
+    prompt_id: str,
+    files: list[OutputFile],
+    options: OutputOptions,
+    timeout: float,
 ) -> list[StoredFile]:
-    copier = gateway.copier
-    if len(files) == 1:
-        return [copier.copy(prompt_id, files[0], 0, options)]
-    pool = Pool(COPY_CONCURRENCY)
-    jobs = [pool.spawn(copier.copy, prompt_id, f, i, options) for i, f in enumerate(files)]
-    pool.join(raise_error=True)
-    return [job.value for job in jobs]
+    """Copy every output locally, COPY_CONCURRENCY at once, all within `timeout` seconds."""
+    copied = bounded_map(
+        lambda item: backend.copier.copy(prompt_id, item[1], item[0], options),
+        list(enumerate(files)),
+        COPY_CONCURRENCY,
+        timeout=timeout,
+    )
+    if not all(item.done for item in copied):
+        raise ComfyUnavailable(
+            f"copying the outputs from ComfyUI took longer than {timeout:.0f} s",
+            prompt_id=prompt_id,
+        )
+    return [item.get() for item in copied]
 
 
 def _phase_ms(marks: dict[str, float]) -> dict[str, float]:

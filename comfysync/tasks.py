@@ -41,7 +41,7 @@ def task_status(gateway: Gateway, prompt_id: str) -> dict[str, Any]:
     The queue is read before the history, so a prompt that finishes between
     the two reads is reported completed, never not_found.
     """
-    client = gateway.server().client
+    client = gateway.backend().client
     queue = client.queue()
     running = queue.get("queue_running", [])
     if any(item[1] == prompt_id for item in running):
@@ -52,7 +52,7 @@ def task_status(gateway: Gateway, prompt_id: str) -> dict[str, Any]:
             return {"status": "pending", "prompt_id": prompt_id, "queue_position": position}
     entry = client.history(prompt_id)
     if not entry:
-        state = "cancelled" if prompt_id in gateway.cancelled else "not_found"
+        state = "cancelled" if prompt_id in gateway.backend().cancelled else "not_found"
         return {"status": state, "prompt_id": prompt_id}
     return history_item(gateway, prompt_id, entry)
 
@@ -84,7 +84,7 @@ def history_item(gateway: Gateway, prompt_id: str, entry: Any) -> dict[str, Any]
 
 def history(gateway: Gateway, max_items: int | None) -> list[dict[str, Any]]:
     """The newest finished prompts, newest first."""
-    entries = gateway.server().client.histories(max_items)
+    entries = gateway.backend().client.histories(max_items)
     items = [history_item(gateway, pid, entry) for pid, entry in entries.items()]
     items.reverse()
     return items
@@ -92,7 +92,7 @@ def history(gateway: Gateway, max_items: int | None) -> list[dict[str, Any]]:
 
 def images_of(gateway: Gateway, prompt_id: str) -> list[dict[str, Any]] | None:
     """The output files of one finished prompt; None when ComfyUI has no history of it."""
-    entry = gateway.server().client.history(prompt_id)
+    entry = gateway.backend().client.history(prompt_id)
     if not entry:
         return None
     return image_entries(gateway, entry.get("outputs") or {})

@@ -12,10 +12,10 @@ bp = Blueprint("comfy", __name__)
 @bp.get("/test_comfy")
 def test_comfy():
     """Ask ComfyUI for `/system_stats`; 503 with the reason when it cannot be reached."""
-    server = current_app.extensions["comfysync"].server()
-    url = f"{server.client.base_url}/system_stats"
+    backend = current_app.extensions["comfysync"].backend()
+    url = f"{backend.client.base_url}/system_stats"
     try:
-        stats = server.client.system_stats()
+        stats = backend.client.system_stats()
     except GatewayError as err:
         body = err.to_dict() | {"comfyui_url": url}
         return jsonify(body), 503
@@ -26,5 +26,5 @@ def test_comfy():
 def status():
     """The gateway's view: its WebSocket to ComfyUI and the requests it holds."""
     gateway = current_app.extensions["comfysync"]
-    servers = [server.watcher.status() for server in gateway.servers]
+    servers = [backend.watcher.status() for backend in gateway.backends]
     return {"status": "success", "shutting_down": gateway.shutting_down, "servers": servers}

@@ -34,7 +34,7 @@ def history():
 def history_entry(prompt_id: str):
     """One prompt's outcome and output files."""
     gateway = current_app.extensions["comfysync"]
-    entry = gateway.server().client.history(prompt_id)
+    entry = gateway.backend().client.history(prompt_id)
     if not entry:
         raise NotFound(f"No history for prompt {prompt_id}", prompt_id=prompt_id)
     return {"status": "success"} | tasks.history_item(gateway, prompt_id, entry)
@@ -63,7 +63,7 @@ def view():
     if subfolder.startswith("/"):
         raise BadRequest("Invalid subfolder")
     upstream = (
-        current_app.extensions["comfysync"].server().client.open_view(filename, subfolder, kind)
+        current_app.extensions["comfysync"].backend().client.open_view(filename, subfolder, kind)
     )
 
     def body():

@@ -60,5 +60,5 @@ def queue_workflow(name: str):
         "number": reply.get("number"),
         "node_errors": reply.get("node_errors", {}),
         "error": None,
-        "client_id": gateway.server().watcher.client_id,
+        "client_id": gateway.backend().client_id,
     }

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gevent.event import Event
 
 from ..errors import ExecutionFailed, GatewayError, Interrupted
 from .protocol import ExecutionErrorData, Outcome, merge_ui_output
+
+FrameListener = Callable[[str, dict[str, Any]], None]
 
 
 def execution_failed(prompt_id: str, data: ExecutionErrorData) -> ExecutionFailed:
@@ -37,12 +40,9 @@ class PromptWait:
 
     __slots__ = (
         "prompt_id",
-        "server",
         "submitted",
-        "state",
         "outputs",
         "started_ms",
-        "success",
         "gap",
         "last_event",
         "outcome",
@@ -50,16 +50,16 @@ class PromptWait:
         "needs_history",
         "client_gone",
         "done",
+        "listener",
     )
 
-    def __init__(self, prompt_id: str, server: str, gap: bool = False) -> None:
+    def __init__(
+        self, prompt_id: str, gap: bool = False, listener: FrameListener | None = None
+    ) -> None:
         self.prompt_id = prompt_id
-        self.server = server
         self.submitted = False
-        self.state = "queued"
         self.outputs: dict[str, dict[str, Any]] = {}
         self.started_ms: int | None = None
-        self.success = False
         self.gap = gap
         self.last_event = time.monotonic()
         self.outcome: Outcome | None = None
@@ -67,6 +67,7 @@ class PromptWait:
         self.needs_history = False
         self.client_gone = False
         self.done = Event()
+        self.listener = listener  # told of every frame about this prompt
 
     # -- fed by the reader greenlet ------------------------------------------
 
@@ -75,12 +76,12 @@ class PromptWait:
         self.last_event = time.monotonic()
         if self.settled:
             return
+        if self.listener is not None:
+            self.listener(kind, data)
         if kind == "execution_start":
-            self.state = "running"
             self.started_ms = data.get("timestamp")
-        elif kind == "executing" or kind == "progress" or kind == "progress_state":
-            self.state = "running"
-            if kind == "executing" and data.get("node") is None:
+        elif kind == "executing":
+            if data.get("node") is None:
                 self._ended()
         elif kind == "executed":
             node = data.get("node")
@@ -88,7 +89,6 @@ class PromptWait:
             if node is not None and isinstance(output, dict):
                 merge_ui_output(self.outputs, str(node), output)
         elif kind == "execution_success":
-            self.success = True
             if not self.gap:
                 # Every `executed` precedes success, so the frames already hold
                 # the outputs; no need to wait for the history entry.
@@ -122,14 +122,12 @@ class PromptWait:
         """Settle with a result."""
         if not self.settled:
             self.outcome = outcome
-            self.state = outcome.status
             self.done.set()
 
     def fail(self, error: GatewayError) -> None:
         """Settle with an error."""
         if not self.settled:
             self.error = error
-            self.state = "error"
             self.done.set()
 
     def settle(self, outcome: Outcome) -> None:

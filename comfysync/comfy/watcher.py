@@ -23,7 +23,7 @@ from ..errors import GatewayError, PromptLost
 from ..greenlets import Background
 from .client import ComfyClient
 from .protocol import outcome_from_history
-from .waits import PromptWait
+from .waits import FrameListener, PromptWait
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,16 @@ class ComfyWatcher:
 
     # -- waits ----------------------------------------------------------------
 
-    def register(self, prompt_id: str) -> PromptWait:
-        """Start listening for `prompt_id`; call before submitting it."""
+    def register(
+        self, prompt_id: str, *, gap: bool = False, listener: FrameListener | None = None
+    ) -> PromptWait:
+        """Start listening for `prompt_id`; call before submitting it.
+
+        `gap` says frames may already have been missed (a prompt submitted
+        earlier), so its outcome is read from the history, never the frames.
+        """
         self.ensure_started()
-        wait = PromptWait(prompt_id, self.server, gap=not self.connected)
+        wait = PromptWait(prompt_id, gap=gap or not self.connected, listener=listener)
         self.waits[prompt_id] = wait
         return wait
 

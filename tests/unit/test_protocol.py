@@ -64,7 +64,7 @@ def test_files_are_ordered_by_node_and_previews_only_as_fallback() -> None:
 
 
 def test_wait_follows_frames() -> None:
-    wait = PromptWait("p", "s")
+    wait = PromptWait("p")
     wait.on_frame("execution_start", {"prompt_id": "p", "timestamp": 10})
     wait.on_frame(
         "executed", {"node": "3", "output": {"images": [{"filename": "a"}]}, "prompt_id": "p"}
@@ -80,7 +80,7 @@ def test_wait_follows_frames() -> None:
 
 
 def test_wait_with_a_gap_asks_the_history() -> None:
-    wait = PromptWait("p", "s", gap=True)
+    wait = PromptWait("p", gap=True)
     wait.on_frame("execution_success", {"prompt_id": "p"})
     assert not wait.done.is_set()
     wait.on_frame("executing", {"node": None, "prompt_id": "p"})
@@ -88,13 +88,13 @@ def test_wait_with_a_gap_asks_the_history() -> None:
 
 
 def test_wait_errors() -> None:
-    wait = PromptWait("p", "s")
+    wait = PromptWait("p")
     wait.on_frame(
         "execution_error",
         {"prompt_id": "p", "node_id": "2", "node_type": "X", "exception_message": "boom\n"},
     )
     assert isinstance(wait.error, ExecutionFailed)
     assert wait.error.to_dict()["exception_message"] == "boom"
-    other = PromptWait("q", "s")
+    other = PromptWait("q")
     other.on_frame("execution_interrupted", {"prompt_id": "q", "node_id": "2"})
     assert isinstance(other.error, Interrupted)
