@@ -18,9 +18,9 @@ def main() -> None:
     from gevent.pywsgi import WSGIServer
 
     app = create_app()
-    settings = app.extensions["comfysync"].settings
-    print(f"comfysync (development server) on http://{settings.flask_host}:{settings.flask_port}")
-    WSGIServer((settings.flask_host, settings.flask_port), app).serve_forever()
+    service = app.extensions["comfysync"].settings.service
+    print(f"comfysync (development server) on http://{service.host}:{service.port}")
+    WSGIServer((service.host, service.port), app).serve_forever()
 
 
 if __name__ == "__main__":

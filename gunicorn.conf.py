@@ -1,33 +1,38 @@
-"""gunicorn settings: the gevent worker, bound from FLASK_HOST/FLASK_PORT."""
+"""gunicorn settings: the gevent worker, bound from FLASK_HOST/FLASK_PORT.
+
+Every value comes from `Settings` (see `.env.example`), like the gateway's own.
+"""
 
 import gc
 import os
 import signal
 
+from dotenv import load_dotenv
+
 from comfysync.config import Settings
 
-_settings = Settings.from_env()
+load_dotenv(override=False)  # the real environment always wins
+_service = Settings.from_env(os.environ).service
 
-bind = f"{_settings.flask_host}:{_settings.flask_port}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+bind = f"{_service.host}:{_service.port}"
+workers = _service.workers
 worker_class = "gevent"
 # Each held request is one greenlet; thousands can wait in one worker.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+worker_connections = _service.worker_connections
 # Requests are held open for minutes by design: gunicorn's worker timeout
 # only watches the heartbeat, which the gevent worker keeps beating.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(_settings.shutdown_grace)
+timeout = _service.gunicorn_timeout
+graceful_timeout = int(_service.shutdown_grace)
 keepalive = 5
 # Bursts of many new connections need a listen queue to match (and somaxconn).
-backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
-loglevel = _settings.log_level.lower()
+backlog = _service.backlog
+accesslog = _service.access_log
+loglevel = _service.log_level.lower()
 # gunicorn's control socket defaults to one path per user, which several
 # instances on one host would fight over; opt in with GUNICORN_CONTROL_SOCKET.
-_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
-control_socket_disable = not _control_socket
-if _control_socket:
-    control_socket = _control_socket
+control_socket_disable = not _service.control_socket
+if _service.control_socket:
+    control_socket = _service.control_socket
 
 
 # The cyclic garbage collector, tuned for thousands of held requests: with

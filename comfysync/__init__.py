@@ -3,30 +3,42 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
-from typing import Any
 
+from dotenv import load_dotenv
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from .config import Settings
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app; `test_config` overrides settings read from the environment."""
+def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Build the Flask app from `test_config`, else from the process environment.
+
+    `test_config` is a `Settings` or a mapping of variable names to strings,
+    read on its own (never merged with `os.environ` or `.env`).
+
+    :raises ConfigError: naming the variable whose value is unusable.
+    """
     from . import api, errors
     from .gateway import Gateway
 
-    settings = Settings.from_env()
-    if test_config:
-        settings = settings.with_overrides(test_config)
+    if isinstance(test_config, Settings):
+        settings = test_config
+    elif test_config is not None:
+        settings = Settings.from_env(test_config)
+    else:
+        load_dotenv(override=False)  # the real environment always wins
+        settings = Settings.from_env(os.environ)
+    service = settings.service
     logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=service.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.debug = settings.flask_debug
+    app.config["MAX_CONTENT_LENGTH"] = service.max_content_length
+    app.debug = service.debug
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # keep response fields in the documented order
     app.extensions["comfysync"] = Gateway(settings)

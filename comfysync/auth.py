@@ -14,7 +14,7 @@ def require_api_key() -> None:
 
     :raises Unauthorized: when keys are configured and none matches.
     """
-    keys: tuple[str, ...] = current_app.extensions["comfysync"].settings.api_keys
+    keys: tuple[str, ...] = current_app.extensions["comfysync"].settings.service.api_keys
     if not keys or request.method == "OPTIONS":
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -10,14 +10,8 @@ from .comfy.backend import ComfyBackend
 from .config import Settings
 from .errors import ShuttingDown
 from .greenlets import Background
-from .inputs import ImageFetcher, InputSettings
-from .storage import (
-    LocalDiskStore,
-    RetentionPruner,
-    build_remote_store,
-    load_retention_settings,
-    load_upload_settings,
-)
+from .inputs import ImageFetcher
+from .storage import LocalDiskStore, RetentionPruner, build_remote_store
 from .workflows.store import WorkflowStore
 
 log = logging.getLogger(__name__)
@@ -28,15 +22,15 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.local = LocalDiskStore(settings.output_dir, settings.server_base_url)
+        self.local = LocalDiskStore(settings.service.output_dir, settings.service.server_base_url)
         # One server today; routing over a fleet picks among several here.
         self.backends = [ComfyBackend.build(settings, self.local)]
-        self.workflows = WorkflowStore(settings.workflows_dir)
-        self.input_settings = InputSettings.from_env(settings.env)
+        self.workflows = WorkflowStore(settings.service.workflows_dir)
+        self.input_settings = settings.inputs
         self.fetcher = ImageFetcher(self.input_settings)
-        self.remote = build_remote_store(settings.env)
-        self.uploads = load_upload_settings(settings.env)
-        self.pruner = RetentionPruner(settings.output_dir, load_retention_settings(settings.env))
+        self.remote = build_remote_store(settings.storage)
+        self.uploads = settings.uploads
+        self.pruner = RetentionPruner(settings.service.output_dir, settings.retention)
         self.shutting_down = False
         self.background = Background("gateway")
 

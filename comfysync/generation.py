@@ -131,7 +131,7 @@ def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[
     graph = _apply_inputs(gateway, spec, graph)
     patching.check_output_node(graph, spec.output_node_id)
     patching.prefix_outputs(graph, prompt_id)
-    if gateway.settings.log_workflows:
+    if gateway.settings.service.log_workflows:
         log.debug("graph for prompt %s: %s", prompt_id, json.dumps(graph))
     return graph
 
@@ -170,9 +170,9 @@ def generate(
     prompt_id = str(uuid.uuid4())
     graph = build_graph(gateway, spec, prompt_id)
     backend = gateway.backend()
-    deadline = started + gateway.settings.generation_timeout
+    deadline = started + gateway.settings.service.generation_timeout
     abandon = monitor = None
-    if environ is not None and gateway.settings.cancel_on_disconnect:
+    if environ is not None and gateway.settings.service.cancel_on_disconnect:
         abandon = Event()
         monitor = DisconnectMonitor.attach(environ, abandon.set)
     try:
@@ -190,9 +190,7 @@ def generate(
     files = choose(list_files(outcome.outputs), spec.output_node_id)
     if not files:
         raise NoOutput(prompt_id=prompt_id, output_node_id=spec.output_node_id)
-    stored = _copy_all(
-        backend, prompt_id, files, spec.output, gateway.settings.comfyui_read_timeout
-    )
+    stored = _copy_all(backend, prompt_id, files, spec.output, gateway.settings.comfy.read_timeout)
     marks["fetched"] = time.monotonic()
     # The local copies exist before any upload, so a failing bucket costs a
     # warning, never an image.

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def view_url(gateway: Gateway, filename: str, subfolder: str, kind: str) -> str:
     """A URL on this service that streams one of ComfyUI's files."""
     query = urlencode({"filename": filename, "subfolder": subfolder, "type": kind})
-    return f"{gateway.settings.server_base_url}/api/view?{query}"
+    return f"{gateway.settings.service.server_base_url}/api/view?{query}"
 
 
 def image_entries(gateway: Gateway, outputs: NodeOutputs) -> list[dict[str, Any]]:

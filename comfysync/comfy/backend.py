@@ -75,28 +75,27 @@ class ComfyBackend:
     @classmethod
     def build(cls, settings: Settings, local: LocalDiskStore) -> ComfyBackend:
         """The one server named by COMFYUI_URL, with its timeouts and socket settings."""
+        comfy = settings.comfy
         client = ComfyClient(
-            settings.comfyui_url,
-            connect_timeout=settings.comfyui_connect_timeout,
-            read_timeout=settings.comfyui_read_timeout,
-            retries=settings.comfyui_retries,
+            comfy.url,
+            connect_timeout=comfy.connect_timeout,
+            read_timeout=comfy.read_timeout,
+            retries=comfy.retries,
         )
         watcher = ComfyWatcher(
             client,
-            ping_interval=settings.ws_ping_interval,
-            stall_timeout=settings.ws_stall_timeout,
-            reconnect_max_delay=settings.ws_reconnect_max_delay,
-            reconcile_interval=settings.reconcile_interval,
+            ping_interval=comfy.ws_ping_interval,
+            stall_timeout=comfy.ws_stall_timeout,
+            reconnect_max_delay=comfy.ws_reconnect_max_delay,
+            reconcile_interval=comfy.reconcile_interval,
         )
-        copier = OutputCopier(
-            client, local, settings.comfyui_output_dir, settings.comfyui_cleanup_outputs
-        )
+        copier = OutputCopier(client, local, comfy.output_dir, comfy.cleanup_outputs)
         return cls(
             client,
             watcher,
             copier,
-            timeout_label=settings.generation_timeout,
-            cancel_on_timeout=settings.cancel_on_timeout,
+            timeout_label=settings.service.generation_timeout,
+            cancel_on_timeout=settings.service.cancel_on_timeout,
         )
 
     @property

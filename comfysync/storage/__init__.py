@@ -10,13 +10,7 @@ from .base import LocalStore, RemoteStore, StoredFile, remote_key
 from .factory import build_remote_store
 from .local import LocalDiskStore
 from .retention import PruneResult, RetentionPruner, prune
-from .settings import (
-    RetentionSettings,
-    UploadSettings,
-    load_retention_settings,
-    load_upload_settings,
-    storage_provider,
-)
+from .settings import RetentionSettings, StorageSettings, UploadSettings
 from .uploads import UploadOutcome, upload_all
 
 __all__ = [
@@ -26,14 +20,12 @@ __all__ = [
     "RemoteStore",
     "RetentionPruner",
     "RetentionSettings",
+    "StorageSettings",
     "StoredFile",
     "UploadOutcome",
     "UploadSettings",
     "build_remote_store",
-    "load_retention_settings",
-    "load_upload_settings",
     "prune",
     "remote_key",
-    "storage_provider",
     "upload_all",
 ]

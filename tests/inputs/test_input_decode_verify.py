@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from comfysync.config import ConfigError
+from comfysync.config import ConfigError, Settings
 from comfysync.inputs.decode import SourceKind, classify, decode_base64, decode_data_url
 from comfysync.inputs.errors import NotAnImage, TooLarge
 from comfysync.inputs.settings import InputSettings
@@ -147,8 +147,8 @@ def test_alpha_variant_keeps_existing_alpha() -> None:
 
 
 def test_settings_from_env_defaults_and_values() -> None:
-    assert InputSettings.from_env({}) == InputSettings()
-    settings = InputSettings.from_env(
+    assert Settings.from_env({}).inputs == InputSettings()
+    settings = Settings.from_env(
         {
             "INPUT_MAX_BYTES": "5M",
             "INPUT_MAX_PIXELS": "1000000",
@@ -159,7 +159,7 @@ def test_settings_from_env_defaults_and_values() -> None:
             "INPUT_MAX_IMAGES": "3",
             "INPUT_ALLOW_HOSTS": "minio, .corp.test, 10.0.0.0/8, 192.168.1.7, ::1",
         }
-    )
+    ).inputs
     assert settings.max_bytes == 5 << 20 and settings.max_pixels == 1_000_000
     assert settings.fetch_timeout == 7.5 and settings.fetch_connect_timeout == 2.0
     assert settings.max_redirects == 0 and settings.fetch_concurrency == 2
@@ -181,4 +181,4 @@ def test_settings_from_env_defaults_and_values() -> None:
 )
 def test_settings_errors_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        InputSettings.from_env({name: value})
+        Settings.from_env({name: value})

@@ -6,9 +6,10 @@ import ipaddress
 
 import pytest
 
+from comfysync.config.convert import to_allow_list
 from comfysync.inputs.errors import BlockedAddress, TooLarge, Unreachable
 from comfysync.inputs.fetch import AddressPolicy, ImageFetcher, is_public_address
-from comfysync.inputs.settings import InputSettings, to_allow_list
+from comfysync.inputs.settings import InputSettings
 
 
 def settings(allow: str = "", **overrides) -> InputSettings:

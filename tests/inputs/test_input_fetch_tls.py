@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from comfysync.config.convert import to_allow_list
 from comfysync.inputs.errors import Unreachable
 from comfysync.inputs.fetch import ImageFetcher
-from comfysync.inputs.settings import InputSettings, to_allow_list
+from comfysync.inputs.settings import InputSettings
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402

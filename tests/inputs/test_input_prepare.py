@@ -7,9 +7,9 @@ import base64
 import gevent
 import pytest
 
+from comfysync.config.convert import to_allow_list
 from comfysync.errors import ComfyUnavailable
 from comfysync.inputs import ImageFetcher, ImageJob, InputSettings, InvalidInputs, prepare_images
-from comfysync.inputs.settings import to_allow_list
 
 from .conftest import make_png
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from comfysync.config import ConfigError
+from comfysync.config import ConfigError, Settings
 from comfysync.storage import build_remote_store, upload_all
 from comfysync.storage.oss import OssStore
 
@@ -46,7 +46,7 @@ def make_store() -> Iterator:
     made: list[OssStore] = []
 
     def make(env: dict[str, str]) -> OssStore:
-        store = build_remote_store(env)
+        store = build_remote_store(Settings.from_env(env).storage)
         assert isinstance(store, OssStore)
         made.append(store)
         return store
@@ -157,9 +157,10 @@ def test_incomplete_config_warns_once_and_uses_local(caplog) -> None:
     env = {"ENABLE_OSS": "true", "OSS_ACCESS_KEY_ID": KEY_ID, "OSS_ENDPOINT": "oss.example.com"}
 
     with caplog.at_level(logging.WARNING):
-        store = build_remote_store(env)
+        storage = Settings.from_env(env).storage
 
-    assert store is None
+    assert (storage.provider, storage.oss) == ("local", None)
+    assert build_remote_store(storage) is None
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
@@ -169,7 +170,7 @@ def test_incomplete_config_warns_once_and_uses_local(caplog) -> None:
 
 def test_storage_provider_oss_behaves_like_enable_oss(caplog) -> None:
     with caplog.at_level(logging.WARNING):
-        assert build_remote_store({"STORAGE_PROVIDER": "oss"}) is None
+        assert build_remote_store(Settings.from_env({"STORAGE_PROVIDER": "oss"}).storage) is None
     assert len(caplog.records) == 1
 
 
@@ -186,12 +187,13 @@ def test_storage_provider_oss_behaves_like_enable_oss(caplog) -> None:
 )
 def test_invalid_values_fail_naming_the_variable(change, variable) -> None:
     with pytest.raises(ConfigError, match=variable):
-        build_remote_store({**oss_env("https://oss-cn-hangzhou.aliyuncs.com"), **change})
+        Settings.from_env({**oss_env("https://oss-cn-hangzhou.aliyuncs.com"), **change})
 
 
 def test_local_needs_no_remote_store() -> None:
-    assert build_remote_store({}) is None
-    assert build_remote_store({"STORAGE_PROVIDER": "local", "ENABLE_OSS": "false"}) is None
+    assert build_remote_store(Settings.from_env({}).storage) is None
+    local = Settings.from_env({"STORAGE_PROVIDER": "local", "ENABLE_OSS": "false"}).storage
+    assert build_remote_store(local) is None
 
 
 def test_signed_url_for_a_real_endpoint_uses_the_bucket_host(make_store) -> None:

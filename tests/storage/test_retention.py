@@ -8,8 +8,8 @@ import time
 import gevent
 import pytest
 
-from comfysync.config import ConfigError
-from comfysync.storage import RetentionPruner, RetentionSettings, load_retention_settings, prune
+from comfysync.config import ConfigError, Settings
+from comfysync.storage import RetentionPruner, RetentionSettings, prune
 
 HOUR = 3600.0
 NOW = time.time()  # real time: the pruner test runs on the real clock
@@ -130,9 +130,9 @@ def test_pruner_without_limits_does_not_start(tree) -> None:
 
 
 def test_retention_settings_from_env() -> None:
-    settings = load_retention_settings(
+    settings = Settings.from_env(
         {"OUTPUT_RETENTION_HOURS": "48", "OUTPUT_RETENTION_MAX_BYTES": "2G"}
-    )
+    ).retention
 
     assert settings.max_age == 48 * HOUR
     assert settings.max_bytes == 2 << 30
@@ -151,4 +151,4 @@ def test_retention_settings_from_env() -> None:
 )
 def test_bad_retention_settings_name_the_variable(env) -> None:
     with pytest.raises(ConfigError, match=next(iter(env))):
-        load_retention_settings(env)
+        Settings.from_env(env)

@@ -9,10 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from comfysync.config import ConfigError
+from comfysync.config import ConfigError, Settings
 from comfysync.storage import StoredFile, build_remote_store, upload_all
 from comfysync.storage.s3 import S3Store
-from comfysync.storage.settings import load_s3_settings
 
 from .fakes import PROMPT_ID, png_bytes
 
@@ -51,7 +50,7 @@ def make_store() -> Iterator:
     made: list[S3Store] = []
 
     def make(env: dict[str, str]) -> S3Store:
-        store = build_remote_store(env)
+        store = build_remote_store(Settings.from_env(env).storage)
         assert isinstance(store, S3Store)
         made.append(store)
         return store
@@ -163,7 +162,8 @@ def test_r2_account_id_gives_the_cloudflare_endpoint() -> None:
     env = r2_env("", R2_ACCOUNT_ID="0123abcd")
     del env["R2_ENDPOINT_URL"]
 
-    settings = load_s3_settings(env, "r2")
+    settings = Settings.from_env(env).storage.s3
+    assert settings is not None
 
     assert settings.endpoint_url == "https://0123abcd.r2.cloudflarestorage.com"
     assert settings.region == "auto"
@@ -197,7 +197,7 @@ def test_r2_account_id_gives_the_cloudflare_endpoint() -> None:
 )
 def test_bad_config_fails_naming_the_variable(env, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_remote_store(env)
+        build_remote_store(Settings.from_env(env).storage)
 
 
 def test_client_has_timeouts_and_library_retries(make_store) -> None:

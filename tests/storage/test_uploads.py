@@ -8,13 +8,12 @@ from dataclasses import replace
 import gevent
 import pytest
 
-from comfysync.config import ConfigError
+from comfysync.config import ConfigError, Settings
 from comfysync.errors import StorageError
 from comfysync.storage import (
     RemoteStore,
     StoredFile,
     UploadSettings,
-    load_upload_settings,
     remote_key,
     upload_all,
 )
@@ -116,7 +115,7 @@ def test_remote_key_sanitises_the_prompt_id(stored) -> None:
 
 
 def test_upload_settings() -> None:
-    assert load_upload_settings({}) == UploadSettings(concurrency=4, timeout=300.0)
-    assert load_upload_settings({"UPLOAD_CONCURRENCY": "8"}).concurrency == 8
+    assert Settings.from_env({}).uploads == UploadSettings(concurrency=4, timeout=300.0)
+    assert Settings.from_env({"UPLOAD_CONCURRENCY": "8"}).uploads.concurrency == 8
     with pytest.raises(ConfigError, match="UPLOAD_CONCURRENCY"):
-        load_upload_settings({"UPLOAD_CONCURRENCY": "0"})
+        Settings.from_env({"UPLOAD_CONCURRENCY": "0"})

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from comfysync import create_app
+from comfysync.config import ServiceSettings, Settings
 
 
 @pytest.fixture
@@ -19,10 +20,10 @@ def app(tmp_path):
     (workflows / "notes.txt").write_text("not a workflow")
     return create_app(
         {
-            "workflows_dir": str(workflows),
-            "output_dir": str(tmp_path / "out"),
-            "comfyui_url": "http://127.0.0.1:9",
-            "comfyui_retries": 0,
+            "WORKFLOWS_DIR": str(workflows),
+            "OUTPUT_DIR": str(tmp_path / "out"),
+            "COMFYUI_URL": "http://127.0.0.1:9",
+            "COMFYUI_RETRIES": "0",
         }
     )
 
@@ -45,12 +46,31 @@ def test_comfy_down_is_503(client) -> None:
 
 def test_api_keys(tmp_path) -> None:
     app = create_app(
-        {"api_keys": ("k1",), "workflows_dir": str(tmp_path), "output_dir": str(tmp_path)}
+        {"API_KEYS": "k1", "WORKFLOWS_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path)}
     )
     client = app.test_client()
     assert client.get("/api/workflows").status_code == 401
     assert client.get("/api/workflows", headers={"Authorization": "Bearer k1"}).status_code == 200
     assert client.get("/api/workflows", headers={"Authorization": "Basic k1"}).status_code == 401
+
+
+def test_mapping_config_ignores_the_process_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("API_KEYS", "from-the-shell")
+    monkeypatch.setenv("GENERATION_TIMEOUT", "nonsense")
+    app = create_app({"WORKFLOWS_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path)})
+    assert app.extensions["comfysync"].settings.service.api_keys == ()
+    assert app.test_client().get("/api/workflows").status_code == 200
+
+
+def test_settings_instance_is_used_as_given(tmp_path) -> None:
+    settings = Settings(
+        service=ServiceSettings(
+            api_keys=("k1",), workflows_dir=str(tmp_path), output_dir=str(tmp_path)
+        )
+    )
+    app = create_app(settings)
+    assert app.extensions["comfysync"].settings is settings
+    assert app.test_client().get("/api/workflows").status_code == 401
 
 
 def test_output_images_are_served_without_listing(app, client) -> None:
