@@ -1,0 +1,617 @@
+"""The run store in Redis: one truth for several gateway instances.
+
+Every change is one Lua script, so it is atomic on the server and costs one
+round trip. Keys, all under a prefix (`comfysync:` by default):
+
+- `run:<id>`: a hash, one field per `RunRecord` field, each value JSON. A
+  hash rather than one JSON string, so a script changes single fields with
+  values Python encoded (Lua's cjson rounds floats to 14 digits, which loses
+  the microseconds of epoch times, and cannot tell `[]` from `{}`).
+- `seq`: the counter (INCR) that gives every run its `seq`.
+- `all` and `status:<status>`: sorted sets of run ids by `seq`, for listing
+  newest first with `seq` as the cursor.
+- `queued`: a sorted set of every queued run, for `queue_position` (ZRANK)
+  and `queued_count` (ZCARD). Score `-priority`; member `<seq, 20 digits>:<id>`,
+  so ties sort by member, that is by `seq`: exact for any integer, where a
+  combined score would round once priority times seq passes 2**53.
+- `ready` (same order) and `delayed` (score `not_before`): the queued runs
+  that may be claimed now, and those waiting for a retry time. A claim first
+  moves the due ones from `delayed` to `ready`, then takes the head of
+  `ready`: O(log n) however many runs wait for a retry.
+- `inflight:<server>`: a set of the runs holding a place on that server (SCARD).
+- `ended`: terminal runs by `ended_at`, for `prune`.
+- `idem`: a hash from idempotency key to run id.
+- `owner:<owner>`: `1` with a TTL (`SET ... PX`): alive while it exists.
+- channel `changes`: every script publishes the ids it changed (and the queue
+  key when `wakes_queue` says so); one subscriber greenlet per process feeds
+  `waiters`. Nothing polls.
+
+Scripts name their keys from the prefix rather than through KEYS, so this
+needs one Redis server (or a Sentinel-managed primary), not a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Collection, Iterator
+from typing import Any
+
+import gevent
+import redis
+from gevent.socket import wait_read
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..greenlets import Background
+from .base import (
+    DISPATCHING,
+    IN_FLIGHT,
+    OWNED,
+    QUEUED,
+    RECORD_FIELDS,
+    TERMINAL,
+    ChangeWaiters,
+    IdempotencyConflict,
+    QueueFull,
+    RunRecord,
+    RunStore,
+    RunStoreUnavailable,
+    check_changes,
+    cursor_seq,
+    new_attempt,
+    seq_cursor,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _lua_set(statuses: Collection[str]) -> str:
+    return "{" + ", ".join(f"['{s}'] = true" for s in sorted(statuses)) + "}"
+
+
+# Shared by every script: ARGV[1] is the key prefix, ARGV[2] the caller's clock,
+# ARGV[3] the caller's token (its subscriber skips what it published itself).
+_PRELUDE = f"""
+local P = ARGV[1]
+local NOW = ARGV[2]
+local ORIGIN = ARGV[3]
+local QUEUED = '{QUEUED}'
+local QUEUE_KEY = '{ChangeWaiters.QUEUE}'
+local IN_FLIGHT = {_lua_set(IN_FLIGHT)}
+local TERMINAL = {_lua_set(TERMINAL)}
+local OWNED = {_lua_set(OWNED)}
+
+local function dec(raw)
+  if not raw or raw == 'null' then return nil end
+  return cjson.decode(raw)
+end
+
+local function member(id, seq)
+  return string.format('%020d', tonumber(seq)) .. ':' .. id
+end
+
+-- The fields the indexes depend on; numbers kept as the JSON text Python wrote.
+local function state(key)
+  local v = redis.call('HMGET', key, 'status', 'server', 'priority', 'seq', 'ended_at',
+                       'not_before')
+  if not v[1] then return nil end
+  return {{status = cjson.decode(v[1]), server = dec(v[2]), priority = v[3], seq = v[4],
+          ended_at = v[5], not_before = v[6]}}
+end
+
+local function unindex(id, s)
+  redis.call('ZREM', P .. 'status:' .. s.status, id)
+  if s.status == QUEUED then
+    local m = member(id, s.seq)
+    redis.call('ZREM', P .. 'queued', m)
+    redis.call('ZREM', P .. 'ready', m)
+    redis.call('ZREM', P .. 'delayed', m)
+  end
+  if IN_FLIGHT[s.status] and s.server then
+    redis.call('SREM', P .. 'inflight:' .. s.server, id)
+  end
+  if TERMINAL[s.status] then redis.call('ZREM', P .. 'ended', id) end
+end
+
+local function index(id, s)
+  redis.call('ZADD', P .. 'status:' .. s.status, s.seq, id)
+  if s.status == QUEUED then
+    local m = member(id, s.seq)
+    local score = -tonumber(s.priority)
+    redis.call('ZADD', P .. 'queued', score, m)
+    if tonumber(s.not_before) > tonumber(NOW) then
+      redis.call('ZADD', P .. 'delayed', s.not_before, m)
+    else
+      redis.call('ZADD', P .. 'ready', score, m)
+    end
+  end
+  if IN_FLIGHT[s.status] and s.server then
+    redis.call('SADD', P .. 'inflight:' .. s.server, id)
+  end
+  if TERMINAL[s.status] and s.ended_at and s.ended_at ~= 'null' then
+    redis.call('ZADD', P .. 'ended', s.ended_at, id)
+  end
+end
+
+local function reindex(id, old, new)
+  if old and old.status == new.status and old.server == new.server
+      and old.priority == new.priority and old.ended_at == new.ended_at
+      and old.not_before == new.not_before then
+    return
+  end
+  if old then unindex(id, old) end
+  index(id, new)
+end
+
+-- base.wakes_queue, for the statuses of one change.
+local function wakes(old, new)
+  return new == QUEUED or (old ~= nil and IN_FLIGHT[old] ~= nil and not IN_FLIGHT[new])
+end
+
+-- Tell every process; the keys also go back to the caller, who wakes its own waiters.
+local function publish(keys)
+  if #keys > 0 then
+    redis.call('PUBLISH', P .. 'changes', ORIGIN .. '\\n' .. table.concat(keys, '\\n'))
+  end
+  return keys
+end
+"""
+
+# ARGV: prefix, now, origin, id, max_queued, idempotency key ('' for none), body_hash
+# (JSON), then field/value pairs of the record without seq.
+_CREATE = (
+    _PRELUDE
+    + """
+local id, max_queued, idem, body_hash = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local key = P .. 'run:' .. id
+if idem ~= '' then
+  local existing = redis.call('HGET', P .. 'idem', idem)
+  if existing then
+    local ekey = P .. 'run:' .. existing
+    local hash = redis.call('HGET', ekey, 'body_hash')
+    if hash then
+      if hash ~= body_hash then return {'conflict'} end
+      return {'existing', redis.call('HGETALL', ekey)}
+    end
+    redis.call('HDEL', P .. 'idem', idem)
+  end
+end
+local f = {}
+for i = 8, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+local status = cjson.decode(f.status)
+if status == QUEUED and max_queued > 0 and redis.call('ZCARD', P .. 'queued') >= max_queued then
+  return {'full'}
+end
+if redis.call('EXISTS', key) == 1 then return {'exists'} end
+local seq = tostring(redis.call('INCR', P .. 'seq'))
+redis.call('HSET', key, 'seq', seq, unpack(ARGV, 8))
+redis.call('ZADD', P .. 'all', seq, id)
+if idem ~= '' then redis.call('HSET', P .. 'idem', idem, id) end
+index(id, {status = status, server = dec(f.server), priority = f.priority, seq = seq,
+           ended_at = f.ended_at, not_before = f.not_before})
+local keys = {id}
+if wakes(nil, status) then table.insert(keys, QUEUE_KEY) end
+return {'new', redis.call('HGETALL', key), publish(keys)}
+"""
+)
+
+# ARGV: prefix, now, origin, id, expected statuses ('*': any; else comma-separated),
+# then field/value pairs (updated_at included).
+_UPDATE = (
+    _PRELUDE
+    + """
+local id = ARGV[4]
+local key = P .. 'run:' .. id
+local old = state(key)
+if not old then return false end
+if ARGV[5] ~= '*' then
+  local ok = false
+  for s in string.gmatch(ARGV[5], '[^,]+') do
+    if s == old.status then ok = true end
+  end
+  if not ok then return false end
+end
+redis.call('HSET', key, unpack(ARGV, 6))
+local new = state(key)
+reindex(id, old, new)
+local keys = {id}
+if wakes(old.status, new.status) then table.insert(keys, QUEUE_KEY) end
+return {publish(keys), redis.call('HGETALL', key)}
+"""
+)
+
+# ARGV: prefix, now, origin, server, limit, the attempt (JSON), then field/value pairs
+# (status, server, owner, prompt_id, client_id, updated_at).
+_CLAIM = (
+    _PRELUDE
+    + """
+local server, limit, attempt = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+if limit > 0 and redis.call('SCARD', P .. 'inflight:' .. server) >= limit then
+  return false
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW)) do
+  redis.call('ZADD', P .. 'ready', redis.call('ZSCORE', P .. 'queued', m), m)
+  redis.call('ZREM', P .. 'delayed', m)
+end
+while true do
+  local head = redis.call('ZRANGE', P .. 'ready', 0, 0)[1]
+  if not head then return false end
+  local id = string.sub(head, 22)
+  local key = P .. 'run:' .. id
+  local old = state(key)
+  if old and old.status == QUEUED then
+    local attempts = redis.call('HGET', key, 'attempts')
+    if not attempts or attempts == '[]' then
+      attempts = '[' .. attempt .. ']'
+    else
+      attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
+    end
+    redis.call('HSET', key, 'attempts', attempts, unpack(ARGV, 7))
+    local new = state(key)
+    reindex(id, old, new)
+    return {publish({id}), redis.call('HGETALL', key)}
+  end
+  -- An index entry without its queued run (never expected): drop it, try the next.
+  redis.call('ZREM', P .. 'ready', head)
+  redis.call('ZREM', P .. 'queued', head)
+end
+"""
+)
+
+# ARGV: prefix, now, origin, id.
+_POSITION = (
+    _PRELUDE
+    + """
+local id = ARGV[4]
+local v = redis.call('HMGET', P .. 'run:' .. id, 'status', 'seq')
+if not v[1] or cjson.decode(v[1]) ~= QUEUED then return false end
+return redis.call('ZRANK', P .. 'queued', member(id, v[2]))
+"""
+)
+
+# ARGV: prefix, now, origin, the adopting owner, it as JSON, updated_at (JSON).
+_ADOPT = (
+    _PRELUDE
+    + """
+local adopter, adopter_json, updated_at = ARGV[4], ARGV[5], ARGV[6]
+local out, changed = {}, {}
+for status, _ in pairs(OWNED) do
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'status:' .. status, 0, -1)) do
+    local key = P .. 'run:' .. id
+    local owner = dec(redis.call('HGET', key, 'owner'))
+    if owner ~= adopter and (owner == nil or redis.call('EXISTS', P .. 'owner:' .. owner) == 0) then
+      redis.call('HSET', key, 'owner', adopter_json, 'updated_at', updated_at)
+      table.insert(changed, id)
+      table.insert(out, redis.call('HGETALL', key))
+    end
+  end
+end
+return {publish(changed), out}
+"""
+)
+
+# ARGV: prefix, now, origin, ended_before, batch size. Returns how many runs it deleted.
+_PRUNE = (
+    _PRELUDE
+    + """
+local ids = redis.call('ZRANGEBYSCORE', P .. 'ended', '-inf', '(' .. ARGV[4], 'LIMIT', 0, ARGV[5])
+for _, id in ipairs(ids) do
+  local key = P .. 'run:' .. id
+  local s = state(key)
+  if s then
+    unindex(id, s)
+    local idem = dec(redis.call('HGET', key, 'idempotency_key'))
+    if idem and redis.call('HGET', P .. 'idem', idem) == id then
+      redis.call('HDEL', P .. 'idem', idem)
+    end
+    redis.call('ZREM', P .. 'all', id)
+    redis.call('DEL', key)
+  end
+  redis.call('ZREM', P .. 'ended', id)
+end
+return #ids
+"""
+)
+_PRUNE_BATCH = 500
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _pairs(values: dict[str, Any]) -> list[str]:
+    """Field/value arguments for HSET: each value JSON-encoded."""
+    out: list[str] = []
+    for name, value in values.items():
+        out += (name, _encode(value))
+    return out
+
+
+def _record(fields: dict[str, str] | list[str]) -> RunRecord:
+    """A record from a hash, or from a script's flat [field, value, ...] reply.
+
+    Unknown fields (written by a newer version) are ignored.
+    """
+    if isinstance(fields, list):
+        it = iter(fields)
+        fields = dict(zip(it, it, strict=True))
+    return RunRecord(**{k: json.loads(v) for k, v in fields.items() if k in RECORD_FIELDS})
+
+
+def _now() -> float:
+    return time.time()
+
+
+class RedisRunStore(RunStore):
+    """Runs in Redis, shared by every worker of every gateway instance."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "comfysync:",
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        max_connections: int = 32,
+    ) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self._channel = prefix + "changes"
+        # No automatic retries: a script whose reply was lost may have run, and
+        # running a create or a claim twice is worse than one failed call. A
+        # bounded pool: thousands of greenlets share `max_connections` sockets,
+        # waiting (cooperatively, under gevent) up to `socket_timeout` for one.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        self._client = redis.Redis(connection_pool=pool)
+        self._create = self._client.register_script(_CREATE)
+        self._update = self._client.register_script(_UPDATE)
+        self._claim = self._client.register_script(_CLAIM)
+        self._position = self._client.register_script(_POSITION)
+        self._adopt = self._client.register_script(_ADOPT)
+        self._prune = self._client.register_script(_PRUNE)
+        self._listen_pid = 0
+        self._origin = ""  # this process's token in published messages
+        self._background: Background | None = None
+        self._pubsub: Any = None
+        self._closed = False
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _call(self, script: Any, *args: Any) -> Any:
+        """Run one script, subscribed first so this process hears what follows.
+
+        :raises RunStoreUnavailable: Redis cannot be reached or did not answer in time.
+        """
+        self._listen()
+        try:
+            return script(keys=[], args=[self.prefix, repr(_now()), self._origin, *args])
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+
+    def _cmd(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._listen()
+        try:
+            return getattr(self._client, name)(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+
+    def _changed(self, reply: Any) -> RunRecord | None:
+        """The record a script changed, after waking this process's waiters for it."""
+        if not reply:
+            return None
+        keys, fields = reply
+        self.waiters.notify(keys)
+        return _record(fields)
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # -- wake-ups ------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start this process's subscriber once (again after a fork), before any change."""
+        pid = os.getpid()
+        if self._listen_pid == pid or self._closed:
+            return
+        if self._background is not None:  # the parent's, copied by fork: not ours to read
+            self._background.group.kill(block=False)
+        self._listen_pid = pid
+        self._origin = secrets.token_hex(8)
+        self._background = Background("runs-redis")
+        try:
+            self._pubsub = self._subscribe()
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            self._listen_pid = 0
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+        self._background.spawn(self._read_changes, name="changes")
+
+    def _subscribe(self) -> Any:
+        """A pub/sub connection subscribed to the channel, confirmed: nothing after is missed."""
+        pubsub = self._client.pubsub()
+        pubsub.subscribe(self._channel)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for message in self._messages(pubsub, wait=deadline - time.monotonic()):
+                if message["type"] == "subscribe":
+                    return pubsub
+        pubsub.close()
+        raise redis.TimeoutError("no subscription confirmation from Redis")
+
+    def _messages(self, pubsub: Any, wait: float) -> Iterator[dict[str, Any]]:
+        """Messages already received, after waiting up to `wait` s for one, cooperatively.
+
+        The socket is waited on through gevent, so even an unpatched process
+        (tests, scripts) keeps its other greenlets running meanwhile.
+        """
+        message = pubsub.get_message(timeout=0.0)
+        if message is None:
+            with gevent.Timeout(max(0.0, wait), False):
+                wait_read(pubsub.connection._sock.fileno())
+            message = pubsub.get_message(timeout=0.0)
+        while message is not None:
+            yield message
+            message = pubsub.get_message(timeout=0.0)
+
+    def _read_changes(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                for message in self._messages(self._pubsub, wait=30):
+                    if message["type"] == "message":
+                        origin, *keys = message["data"].split("\n")
+                        if origin != self._origin:
+                            self.waiters.notify(keys)
+                delay = 0.1
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
+                if self._closed:
+                    return
+                log.warning("run store: Redis subscription lost (%s); reconnecting", err)
+                gevent.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    self._pubsub.close()
+                    self._pubsub = self._subscribe()
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    continue
+                # Changes published while we were away went unheard.
+                self.waiters.notify_all()
+
+    # -- records -------------------------------------------------------------------------
+
+    def create(self, record: RunRecord, *, max_queued: int = 0) -> tuple[RunRecord, bool]:
+        fields = {k: v for k, v in vars(record).items() if k != "seq"}
+        reply = self._call(
+            self._create,
+            record.id,
+            max_queued,
+            record.idempotency_key or "",
+            _encode(record.body_hash),
+            *_pairs(fields),
+        )
+        outcome = reply[0]
+        if outcome == "conflict":
+            raise IdempotencyConflict()
+        if outcome == "full":
+            raise QueueFull()
+        if outcome == "exists":
+            raise ValueError(f"run {record.id} exists already")
+        if outcome == "new":
+            self.waiters.notify(reply[2])
+        return _record(reply[1]), outcome == "new"
+
+    def get(self, run_id: str) -> RunRecord | None:
+        fields = self._cmd("hgetall", self._key("run", run_id))
+        return _record(fields) if fields else None
+
+    def update(
+        self, run_id: str, *, expect: Collection[str] | None = None, **changes: Any
+    ) -> RunRecord | None:
+        check_changes(changes)
+        changes["updated_at"] = _now()
+        reply = self._call(
+            self._update, run_id, "*" if expect is None else ",".join(expect), *_pairs(changes)
+        )
+        return self._changed(reply)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def claim(
+        self, server: str, owner: str, *, limit: int, prompt_id: str, client_id: str
+    ) -> RunRecord | None:
+        now = _now()
+        changes = {
+            "status": DISPATCHING,
+            "server": server,
+            "owner": owner,
+            "prompt_id": prompt_id,
+            "client_id": client_id,
+            "updated_at": now,
+        }
+        reply = self._call(
+            self._claim,
+            server,
+            max(0, limit),
+            _encode(new_attempt(prompt_id, server, now)),
+            *_pairs(changes),
+        )
+        return self._changed(reply)
+
+    def queue_position(self, run_id: str) -> int | None:
+        reply = self._call(self._position, run_id)
+        return None if reply is None else int(reply)
+
+    def queued_count(self) -> int:
+        return int(self._cmd("zcard", self._key("queued")))
+
+    def in_flight(self, server: str) -> int:
+        return int(self._cmd("scard", self._key("inflight", server)))
+
+    def list_runs(
+        self, *, status: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[RunRecord], str | None]:
+        limit = max(1, limit)
+        index = self._key("status", status) if status is not None else self._key("all")
+        top = f"({cursor_seq(cursor)}" if cursor is not None else "+inf"
+        found = self._cmd(
+            "zrevrangebyscore", index, top, "-inf", start=0, num=limit + 1, withscores=True
+        )
+        page = found[:limit]
+        pipe = self._client.pipeline(transaction=False)
+        for run_id, _ in page:
+            pipe.hgetall(self._key("run", run_id))
+        try:
+            replies = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+        # A run pruned between the two reads is left out.
+        runs = [_record(fields) for fields in replies if fields]
+        more = len(found) > limit
+        return runs, (seq_cursor(int(page[-1][1])) if more else None)
+
+    # -- owners and recovery -------------------------------------------------------------
+
+    def heartbeat(self, owner: str, ttl: float) -> None:
+        self._cmd("set", self._key("owner", owner), "1", px=max(1, int(ttl * 1000)))
+
+    def adopt(self, owner: str) -> list[RunRecord]:
+        keys, runs = self._call(self._adopt, owner, _encode(owner), _encode(_now()))
+        self.waiters.notify(keys)
+        return [_record(flat) for flat in runs]
+
+    def prune(self, ended_before: float) -> int:
+        deleted = 0
+        while True:
+            count = int(self._call(self._prune, repr(float(ended_before)), _PRUNE_BATCH))
+            deleted += count
+            if count < _PRUNE_BATCH:
+                return deleted
+            gevent.sleep(0)
+
+    def close(self) -> None:
+        """Stop the subscriber and close every connection of this process."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._background is not None:
+            if self._listen_pid == os.getpid():
+                self._background.kill()
+            else:
+                self._background.group.kill(block=False)
+        if self._pubsub is not None and self._listen_pid == os.getpid():
+            self._pubsub.close()
+        self._client.close()
