@@ -1,4 +1,8 @@
-"""Durable runs: the record of every accepted generation, and where it is kept."""
+"""Durable runs: the record of every accepted generation, and where it is kept.
+
+The Redis backend (`comfysync.runs.redis`) is imported only by `build_run_store`,
+so importing this package never loads the redis client.
+"""
 
 from .base import (
     CANCELLED,
@@ -22,6 +26,7 @@ from .base import (
     body_hash,
     wakes_queue,
 )
+from .factory import build_run_store
 from .sqlite import SqliteRunStore
 
 __all__ = [
@@ -45,5 +50,6 @@ __all__ = [
     "RunStoreUnavailable",
     "SqliteRunStore",
     "body_hash",
+    "build_run_store",
     "wakes_queue",
 ]
