@@ -21,6 +21,7 @@ class GatewayError(Exception):
     def __init__(self, message: str | None = None, **extra: Any) -> None:
         self.message = message or self.description
         self.extra = extra
+        self.headers: dict[str, str] = {}  # sent with the answer, e.g. Retry-After
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_gateway_error(err: GatewayError):
         if err.code >= 500:
             log.warning("%s: %s %s", err.error_type, err.message, err.extra or "")
-        return jsonify(err.to_dict()), err.code
+        return jsonify(err.to_dict()), err.code, err.headers
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(err: HTTPException):

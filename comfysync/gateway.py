@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 import gevent
+from gevent.event import Event
 
 from .comfy.backend import ComfyBackend
 from .config import Settings
-from .errors import ShuttingDown
+from .dispatcher import Dispatcher
 from .greenlets import Background
 from .inputs import ImageFetcher
+from .runs.factory import build_run_store
 from .storage import LocalDiskStore, RetentionPruner, build_remote_store
 from .workflows.store import WorkflowStore
 
@@ -31,13 +33,17 @@ class Gateway:
         self.remote = build_remote_store(settings.storage)
         self.uploads = settings.uploads
         self.pruner = RetentionPruner(settings.service.output_dir, settings.retention)
+        self.runs = build_run_store(settings.runs.data_dir, settings.runs.redis_url)
+        self.dispatcher = Dispatcher(self)
         self.shutting_down = False
+        self.released = Event()  # set when held requests are answered during shutdown
         self.background = Background("gateway")
 
     def start(self) -> None:
         """Open the WebSocket(s) in this process, before the first request needs them."""
         for backend in self.backends:
             backend.start()
+        self.dispatcher.start()
         self.pruner.start()
 
     def backend(self) -> ComfyBackend:
@@ -49,24 +55,22 @@ class Gateway:
         if self.shutting_down:
             return
         self.shutting_down = True
+        self.dispatcher.pause()
         log.info("shutting down: held requests have %.0f s to finish", grace)
         self.background.spawn(self._release_waits, grace, name="shutdown")
 
     def _release_waits(self, grace: float) -> None:
         gevent.sleep(grace)
-        for backend in self.backends:
-            for wait in list(backend.watcher.waits.values()):
-                wait.fail(
-                    ShuttingDown(
-                        "The gateway is restarting; the prompt keeps running in ComfyUI, "
-                        "fetch it later by prompt_id",
-                        prompt_id=wait.prompt_id,
-                    )
-                )
+        # Held requests answer 503 with their run id; the runs themselves are
+        # taken over by whichever worker outlives this one.
+        self.released.set()
+        self.runs.waiters.notify_all()
 
     def close(self) -> None:
-        """Stop background work and close connections."""
+        """Stop background work, give up our runs to the other workers, close connections."""
         self.background.kill()
+        self.dispatcher.stop()
+        self.runs.close()
         self.pruner.stop()
         if self.remote is not None:
             self.remote.close()

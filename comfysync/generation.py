@@ -1,7 +1,9 @@
-"""Running one generation: build the graph, submit it, wait, copy the outputs."""
+"""One generation's steps: parse, build the graph and record the run (*start*);
+copy and store its outputs (*finish*). The dispatcher runs the steps between."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -9,17 +11,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gevent.event import Event
-
 from .comfy.backend import ComfyBackend
 from .comfy.protocol import Outcome
-from .disconnect import DisconnectMonitor
 from .errors import BadRequest, ComfyUnavailable, NoOutput
 from .greenlets import bounded_map
 from .inputs import prepare_images
-from .outputs import OutputFile, choose, describe, list_files, list_texts
+from .outputs import OutputFile, choose, describe, list_files
 from .params import resolve_inputs
 from .params.deploy import is_deploy_node
+from .runs.base import QueueFull, RunRecord, body_hash
 from .storage import upload_all
 from .storage.base import StoredFile
 from .transcode import OutputOptions, parse_output_options
@@ -94,7 +94,7 @@ class GenerationResult:
     files: list[OutputFile]
     stored: list[StoredFile]
     texts: list[dict[str, Any]]
-    outcome: Outcome
+    execution_time: float | None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -108,7 +108,7 @@ class GenerationResult:
             "images": images,
             "storage": images[0]["storage"] if images else None,
             "timings": self.timings,
-            "execution_time": self.outcome.execution_time,
+            "execution_time": self.execution_time,
         }
         if self.texts:
             body["texts"] = self.texts
@@ -158,42 +158,86 @@ def submit_only(gateway: Gateway, graph: dict[str, Any], prompt_id: str) -> dict
     return gateway.backend().submit(graph, prompt_id)
 
 
-def generate(
-    gateway: Gateway, spec: GenerationSpec, environ: dict[str, Any] | None = None
-) -> GenerationResult:
-    """Run a generation to the end and store its outputs.
+def start_run(
+    gateway: Gateway,
+    spec: GenerationSpec,
+    body: dict[str, Any],
+    *,
+    mode: str,
+    priority: int = 0,
+    idempotency_key: str | None = None,
+) -> tuple[RunRecord, bool]:
+    """Build the graph and record the run in the gateway's queue: the *start* of a generation.
 
-    :raises GatewayError: for every failure, with the prompt id where one exists.
+    Returns the run and whether it is new (False: an idempotent replay).
+
+    :raises GatewayError: a bad request (nothing recorded), a full queue, or a
+        reused idempotency key with another body.
     """
-    started = time.monotonic()
-    marks = {"start": started}
-    prompt_id = str(uuid.uuid4())
-    graph = build_graph(gateway, spec, prompt_id)
-    backend = gateway.backend()
-    deadline = started + gateway.settings.service.generation_timeout
-    abandon = monitor = None
-    if environ is not None and gateway.settings.service.cancel_on_disconnect:
-        abandon = Event()
-        monitor = DisconnectMonitor.attach(environ, abandon.set)
+    run_id = str(uuid.uuid4())
+    graph = build_graph(gateway, spec, run_id)
+    now = time.time()
+    digest = None
+    if idempotency_key is not None:
+        files = {name: hashlib.sha256(data).hexdigest() for name, data in spec.files.items()}
+        digest = body_hash({"body": body, "files": files})
+    record = RunRecord(
+        id=run_id,
+        mode=mode,
+        request=body,
+        graph=graph,
+        priority=priority,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        body_hash=digest,
+        progress={"current": 0, "total": len(graph), "message": "queued"},
+    )
     try:
-        outcome = backend.run_prompt(
-            graph,
-            prompt_id,
-            deadline,
-            abandon=abandon,
-            on_submitted=lambda: marks.__setitem__("queued", time.monotonic()),
-        )
-    finally:
-        if monitor is not None:
-            monitor.stop()
-    marks["executed"] = time.monotonic()
-    files = choose(list_files(outcome.outputs), spec.output_node_id)
+        return gateway.runs.create(record, max_queued=gateway.settings.runs.max_queued)
+    except QueueFull as err:
+        err.headers["Retry-After"] = str(gateway.dispatcher.retry_after())
+        raise
+
+
+def collect_outputs(
+    backend: ComfyBackend, record: RunRecord, outcome: Outcome, deadline: float, read_timeout: float
+) -> tuple[list[OutputFile], list[StoredFile]]:
+    """Copy the run's chosen outputs to local disk: the first half of a generation's *finish*.
+
+    :raises NoOutput: the prompt produced nothing for the requested node.
+    """
+    options = run_options(record.request)
+    files = choose(list_files(outcome.outputs), options.output_node_id)
     if not files:
-        raise NoOutput(prompt_id=prompt_id, output_node_id=spec.output_node_id)
-    stored = _copy_all(backend, prompt_id, files, spec.output, gateway.settings.comfy.read_timeout)
-    marks["fetched"] = time.monotonic()
-    # The local copies exist before any upload, so a failing bucket costs a
-    # warning, never an image.
+        raise NoOutput(prompt_id=record.prompt_id, output_node_id=options.output_node_id)
+    # Copies get what is left of the deadline, but never less than one read's time.
+    timeout = max(deadline - time.monotonic(), read_timeout)
+    return files, _copy_all(backend, record.prompt_id or record.id, files, options.output, timeout)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the finish of a run needs from its request."""
+
+    output_node_id: str | None
+    output: OutputOptions
+
+
+def run_options(body: dict[str, Any]) -> RunOptions:
+    """The output node and output options of a recorded request (checked when it was accepted)."""
+    node = body.get("output_node_id")
+    return RunOptions(None if node in (None, "") else str(node), parse_output_options(body))
+
+
+def store_outputs(
+    gateway: Gateway, prompt_id: str, stored: list[StoredFile]
+) -> tuple[list[StoredFile], list[str]]:
+    """Upload the local copies to the remote store: the second half of *finish*.
+
+    The local copies exist before any upload, so a failing bucket costs a
+    warning, never an image.
+    """
     uploaded = upload_all(
         gateway.remote,
         stored,
@@ -201,16 +245,7 @@ def generate(
         concurrency=gateway.uploads.concurrency,
         timeout=gateway.uploads.timeout,
     )
-    marks["stored"] = time.monotonic()
-    return GenerationResult(
-        prompt_id,
-        files,
-        uploaded.files,
-        list_texts(outcome.outputs),
-        outcome,
-        _phase_ms(marks),
-        uploaded.warnings,
-    )
+    return uploaded.files, uploaded.warnings
 
 
 def _copy_all(
@@ -235,11 +270,15 @@ def _copy_all(
     return [item.get() for item in copied]
 
 
-def _phase_ms(marks: dict[str, float]) -> dict[str, float]:
-    order = ["start", "queued", "executed", "fetched", "stored"]
+def phase_ms(marks: dict[str, float]) -> dict[str, float]:
+    """Milliseconds of each phase between the marks (epoch seconds) a run collected."""
+    order = [name for name in PHASES if name in marks]
     timings = {
         name: round((marks[name] - marks[prev]) * 1000, 1)
         for prev, name in zip(order, order[1:], strict=False)
     }
-    timings["total"] = round((marks["stored"] - marks["start"]) * 1000, 1)
+    timings["total"] = round((marks[order[-1]] - marks["start"]) * 1000, 1)
     return timings
+
+
+PHASES = ("start", "queued", "executed", "fetched", "stored")

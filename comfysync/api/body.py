@@ -29,3 +29,21 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
         return json.loads(request.get_data(cache=True)), {}
     except ValueError as err:
         raise BadRequest(f"The request body is not valid JSON: {err}") from err
+
+
+PRIORITY_LIMIT = 1_000_000
+
+
+def read_priority(body: Any) -> int:
+    """The run's `priority`: a whole number, higher first (default 0).
+
+    :raises BadRequest: when it is not a whole number.
+    """
+    value = body.get("priority", 0) if isinstance(body, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > PRIORITY_LIMIT:
+        raise BadRequest(
+            f"'priority' must be a whole number from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT} "
+            "(higher runs first)",
+            field="priority",
+        )
+    return value

@@ -1,32 +1,65 @@
-"""`POST /api/generate` (URL answer) and `POST /api/generate_file` (the bytes)."""
+"""`POST /api/generate` (URL answer) and `POST /api/generate_file` (the bytes).
+
+Both record a run and hold the request until it ends. With a wait budget
+(`"wait"` or `Prefer: wait=`) a run still going when it is spent is handed
+off: 202, `Location: /api/status/<run_id>`, and the run goes on.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request, send_file
 
-from ..generation import GenerationResult, GenerationSpec, generate
-from .body import read_body
+from ..errors import GenerationTimeout
+from ..generation import GenerationSpec, start_run
+from ..holding import RecordedError, hold, wait_budget
+from ..runs.base import SUCCESS, RunRecord
+from ..runs.views import record_body
+from .body import read_body, read_priority
 
 bp = Blueprint("generate", __name__)
 
+# Past RUN_TIMEOUT the dispatcher records the timeout; a holder allows it this long to.
+_RECORD_GRACE = 5.0
 
-def _run() -> tuple[GenerationSpec, GenerationResult]:
+
+def _run():
     gateway = current_app.extensions["comfysync"]
-    spec = GenerationSpec.from_body(*read_body())
-    return spec, generate(gateway, spec, request.environ)
+    body, files = read_body()
+    spec = GenerationSpec.from_body(body, files)
+    runs = gateway.settings.runs
+    budget = wait_budget(body, request.headers.get("Prefer"), runs.sync_wait_max)
+    record, _ = start_run(gateway, spec, body, mode="sync", priority=read_priority(body))
+    final = hold(
+        gateway,
+        record,
+        runs.timeout + _RECORD_GRACE if budget is None else budget,
+        request.environ,
+    )
+    if final.status == SUCCESS:
+        return spec, final
+    if final.finished:
+        raise RecordedError(final.error or {})
+    if budget is None:
+        raise GenerationTimeout(
+            f"No result after {runs.timeout:g} s", run_id=final.id, prompt_id=final.prompt_id
+        )
+    position = gateway.runs.queue_position(final.id)
+    headers = {"Location": f"/api/status/{final.id}", "Preference-Applied": f"wait={budget:g}"}
+    return None, (record_body(final, position), 202, headers)
 
 
-def _file_response(result: GenerationResult):
-    stored = result.stored[0]
+def _file_response(record: RunRecord):
+    stored = record.files[0]["stored"]
     response = send_file(
-        stored.local_path,
-        mimetype=stored.content_type,
+        stored["local_path"],
+        mimetype=stored["content_type"],
         as_attachment=True,
-        download_name=stored.key.rsplit("/", 1)[-1],
+        download_name=stored["key"].rsplit("/", 1)[-1],
         conditional=False,
         etag=False,
     )
-    response.headers["X-Prompt-Id"] = result.prompt_id
+    response.headers["X-Prompt-Id"] = record.prompt_id or ""
+    response.headers["X-Run-Id"] = record.id
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -34,13 +67,16 @@ def _file_response(result: GenerationResult):
 @bp.post("/generate")
 def generate_url():
     """Run a workflow and answer with the URL of its first output (all in `images`)."""
-    spec, result = _run()
+    spec, final = _run()
+    if spec is None:
+        return final
     if spec.response_type == "file":
-        return _file_response(result)
-    return result.to_dict()
+        return _file_response(final)
+    return final.result
 
 
 @bp.post("/generate_file")
 def generate_file():
     """Run a workflow and answer with the bytes of its first output."""
-    return _file_response(_run()[1])
+    spec, final = _run()
+    return final if spec is None else _file_response(final)

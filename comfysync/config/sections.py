@@ -80,6 +80,8 @@ class RunSettings:
     retention_hours: float = 168.0
     sync_wait_max: float = 600.0  # default: GENERATION_TIMEOUT
     retry_base: float = 1.0
+    # A worker silent this long is taken for dead and its runs are taken over.
+    owner_ttl: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ declare(
     "RUN_RETENTION_HOURS",
     "SYNC_WAIT_MAX",
     "RUN_RETRY_BASE",
+    "RUN_OWNER_TTL",
 )
 
 
@@ -224,6 +227,7 @@ def read_runs(env: Reader, generation_timeout: float) -> RunSettings:
         retention_hours=env.get("RUN_RETENTION_HOURS", d.retention_hours, to_positive_float),
         sync_wait_max=env.get("SYNC_WAIT_MAX", generation_timeout, to_positive_float),
         retry_base=env.get("RUN_RETRY_BASE", d.retry_base, to_seconds_or_zero),
+        owner_ttl=env.get("RUN_OWNER_TTL", d.owner_ttl, to_positive_float),
     )
 
 

@@ -49,9 +49,12 @@ class Simulator:
         self.workdir = tempfile.mkdtemp(prefix="comfysim-")
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.port = 0
 
     def start(self) -> Simulator:
         ready = os.path.join(self.workdir, "ready")
+        if os.path.exists(ready):
+            os.remove(ready)
         args = [
             sys.executable,
             "-m",
@@ -59,7 +62,7 @@ class Simulator:
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            str(self.port),
             "--comfy-version",
             self.version,
             "--data-dir",
@@ -69,10 +72,22 @@ class Simulator:
         ]
         for key, value in self.options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
-        self.log = open(os.path.join(self.workdir, "simulator.log"), "wb")  # noqa: SIM115
+        self.log = open(os.path.join(self.workdir, "simulator.log"), "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = _wait_for_file(ready, self.proc, 30)
+        self.port = int(self.url.rsplit(":", 1)[1])
         return self
+
+    def kill9(self) -> None:
+        """SIGKILL the simulator: its queue and history are gone, as with a crashed ComfyUI."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.log.close()
+
+    def restart(self) -> Simulator:
+        """Start it again on the same port and data folder."""
+        return self.start()
 
     def control(self, action: str, **body: Any) -> dict[str, Any]:
         """Call the simulator's `/_sim/<action>` control API."""
@@ -108,6 +123,7 @@ class Gateway:
             "FLASK_PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
             "OUTPUT_DIR": self.output_dir,
+            "DATA_DIR": os.path.join(self.workdir, "data"),
             "WORKFLOWS_DIR": os.path.join(FIXTURES, "workflows"),
             "WS_PING_INTERVAL": "0.5",
             "WS_STALL_TIMEOUT": "2",
@@ -120,7 +136,7 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Gateway:
-        self.log = open(os.path.join(self.workdir, "gateway.log"), "wb")  # noqa: SIM115
+        self.log = open(os.path.join(self.workdir, "gateway.log"), "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
             cwd=ROOT,
@@ -133,7 +149,7 @@ class Gateway:
             try:
                 requests.get(f"{self.url}/api/workflows", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or no worker yet
                 time.sleep(0.1)
         logs = self.logs()
         self.stop()
@@ -156,6 +172,45 @@ class Gateway:
             _stop(self.proc, sig, timeout=20)
             self.log.close()
         _remove(self.workdir)
+
+    def kill9(self) -> None:
+        """SIGKILL the master and every worker at once: no handler, no cleanup runs."""
+        assert self.proc is not None
+        pids = [self.proc.pid, *_children(self.proc.pid)]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids[1:]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.log.close()
+
+    def restart(self) -> Gateway:
+        """Start the service again on the same port, data and output folders."""
+        return self.start()
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of `pid` (gunicorn's workers), from /proc."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _remove(workdir: str) -> None:

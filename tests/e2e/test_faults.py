@@ -106,7 +106,8 @@ def test_client_disconnect_interrupts_running_prompt(sim: Simulator, make_gatewa
 
 
 def test_comfyui_restart_mid_job_fails_fast_with_502(sim: Simulator, make_gateway, pool) -> None:
-    gateway = make_gateway(sim.url, GENERATION_TIMEOUT="120")
+    # One attempt only: by default a lost prompt is retried (see test_runs).
+    gateway = make_gateway(sim.url, GENERATION_TIMEOUT="120", RUN_MAX_ATTEMPTS="1")
     sim.control("config", node_delay_ms=500)
     future = _start(pool, gateway, {"workflow_data": chain(0x606060, blur=6)})
     _until(lambda: _running_id(sim))

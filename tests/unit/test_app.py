@@ -8,7 +8,7 @@ import os
 import pytest
 
 from comfysync import create_app
-from comfysync.config import ServiceSettings, Settings
+from comfysync.config import RunSettings, ServiceSettings, Settings
 
 
 @pytest.fixture
@@ -22,6 +22,7 @@ def app(tmp_path):
         {
             "WORKFLOWS_DIR": str(workflows),
             "OUTPUT_DIR": str(tmp_path / "out"),
+            "DATA_DIR": str(tmp_path / "data"),
             "COMFYUI_URL": "http://127.0.0.1:9",
             "COMFYUI_RETRIES": "0",
         }
@@ -46,7 +47,12 @@ def test_comfy_down_is_503(client) -> None:
 
 def test_api_keys(tmp_path) -> None:
     app = create_app(
-        {"API_KEYS": "k1", "WORKFLOWS_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path)}
+        {
+            "API_KEYS": "k1",
+            "WORKFLOWS_DIR": str(tmp_path),
+            "OUTPUT_DIR": str(tmp_path),
+            "DATA_DIR": str(tmp_path),
+        }
     )
     client = app.test_client()
     assert client.get("/api/workflows").status_code == 401
@@ -57,7 +63,9 @@ def test_api_keys(tmp_path) -> None:
 def test_mapping_config_ignores_the_process_environment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("API_KEYS", "from-the-shell")
     monkeypatch.setenv("GENERATION_TIMEOUT", "nonsense")
-    app = create_app({"WORKFLOWS_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path)})
+    app = create_app(
+        {"WORKFLOWS_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path), "DATA_DIR": str(tmp_path)}
+    )
     assert app.extensions["comfysync"].settings.service.api_keys == ()
     assert app.test_client().get("/api/workflows").status_code == 200
 
@@ -66,7 +74,8 @@ def test_settings_instance_is_used_as_given(tmp_path) -> None:
     settings = Settings(
         service=ServiceSettings(
             api_keys=("k1",), workflows_dir=str(tmp_path), output_dir=str(tmp_path)
-        )
+        ),
+        runs=RunSettings(data_dir=str(tmp_path)),
     )
     app = create_app(settings)
     assert app.extensions["comfysync"].settings is settings

@@ -180,6 +180,7 @@ def test_env_example_is_a_working_configuration(tmp_path) -> None:
 
     env = {key: value or "" for key, value in dotenv_values(EXAMPLE).items()}
     env["OUTPUT_DIR"] = str(tmp_path)
+    env["DATA_DIR"] = str(tmp_path)
     gateway = Gateway(Settings.from_env(env))
     assert gateway.settings.comfy.url == "http://127.0.0.1:8188"
     assert gateway.remote is None

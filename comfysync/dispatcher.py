@@ -1,0 +1,380 @@
+"""The gateway's queue at work: each worker claims runs for its ComfyUI servers and sees
+them through, and takes over the runs of workers that died.
+
+Every state change goes through the run store's compare-and-set, so a run
+cancelled, or adopted by another worker, while this one was busy with it is
+never finished twice: the loser's write is refused and it lets go.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event
+
+from .comfy.backend import ComfyBackend
+from .comfy.protocol import Outcome
+from .errors import ComfyUnavailable, GatewayError, GenerationTimeout, NotFound, PromptLost
+from .generation import GenerationResult, collect_outputs, phase_ms, store_outputs
+from .greenlets import Background
+from .outputs import OutputFile, list_texts
+from .runs.base import (
+    CANCELLED,
+    FAILED,
+    IN_FLIGHT,
+    OWNED,
+    QUEUED,
+    RUNNING,
+    SUCCESS,
+    UPLOADING,
+    RunRecord,
+)
+from .storage.base import StoredFile
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+# Failures worth another attempt: ComfyUI lost the prompt (it restarted) or
+# could not be reached to take it. Validation and node errors never are.
+TRANSIENT = (PromptLost, ComfyUnavailable)
+# A dispatcher looks at the queue at least this often, for retries whose
+# backoff has passed and for any wake-up that was missed.
+IDLE_CHECK = 1.0
+# Finished runs past RUN_RETENTION_HOURS are deleted at most this long after.
+PRUNE_EVERY = 600.0
+
+
+def owner_id() -> str:
+    """This process, as the owner of the runs it dispatches: host, pid and a fresh token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Dispatcher:
+    """Claims queued runs while a server has room, runs them, records how they ended."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.store = gateway.runs
+        self.settings = gateway.settings
+        self.owner = owner_id()
+        self.background = Background("dispatcher")
+        self.executing: dict[str, Event] = {}  # run id -> set it to abandon the prompt
+        self.finished_at: deque[float] = deque(maxlen=256)  # for Retry-After estimates
+        self.paused = False
+        self._pid: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start claiming, heartbeating and adopting in this process (again after a fork)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self.owner = owner_id()
+        self.background = Background("dispatcher")
+        self.store.heartbeat(self.owner, self.settings.runs.owner_ttl)
+        self.background.spawn(self._heartbeat_forever, name="heartbeat")
+        self.background.spawn(self._adopt_forever, name="adopt")
+        self.background.spawn(self._dispatch_forever, name="dispatch")
+        self.background.spawn(self._prune_forever, name="prune")
+
+    def pause(self) -> None:
+        """Claim nothing more (shutting down); runs under way go on."""
+        self.paused = True
+
+    def stop(self) -> None:
+        """Stop everything and give up ownership at once, so another worker adopts our runs."""
+        self.paused = True
+        self.background.kill()
+        if self._pid == os.getpid():
+            try:
+                self.store.heartbeat(self.owner, 0)
+            except GatewayError as err:
+                log.warning("could not release runs of %s: %s", self.owner, err)
+        self._pid = None
+
+    def _heartbeat_forever(self) -> None:
+        ttl = self.settings.runs.owner_ttl
+        while True:
+            gevent.sleep(ttl / 4)
+            try:
+                self.store.heartbeat(self.owner, ttl)
+            except GatewayError as err:
+                log.warning("heartbeat failed: %s", err)
+
+    def _adopt_forever(self) -> None:
+        while True:
+            if not self.paused:
+                try:
+                    for record in self.store.adopt(self.owner):
+                        log.info(
+                            "run %s (%s): taken over from a worker gone", record.id, record.status
+                        )
+                        self.background.spawn(self._execute, record, True, name="resume")
+                except GatewayError as err:
+                    log.warning("could not adopt runs: %s", err)
+            gevent.sleep(self.settings.runs.owner_ttl / 2)
+
+    def _prune_forever(self) -> None:
+        keep = self.settings.runs.retention_hours * 3600
+        while True:
+            try:
+                pruned = self.store.prune(time.time() - keep)
+                if pruned:
+                    log.info("pruned %d runs finished over %g hours ago", pruned, keep / 3600)
+            except GatewayError as err:
+                log.warning("could not prune runs: %s", err)
+            gevent.sleep(min(PRUNE_EVERY, keep / 10))
+
+    def _dispatch_forever(self) -> None:
+        while True:
+            if not self.paused:
+                try:
+                    while self._claim_one():
+                        pass
+                except GatewayError as err:
+                    log.warning("could not claim runs: %s", err)
+            self.store.wait_for_work(IDLE_CHECK)
+
+    def _claim_one(self) -> bool:
+        for backend in self.gateway.backends:
+            record = self.store.claim(
+                backend.name,
+                self.owner,
+                limit=self.settings.comfy.max_inflight,
+                prompt_id=str(uuid.uuid4()),
+                client_id=backend.client_id,
+            )
+            if record is not None:
+                self.background.spawn(self._execute, record, False, name="run")
+                return True
+        return False
+
+    # -- one run ----------------------------------------------------------------
+
+    def _backend(self, name: str | None) -> ComfyBackend:
+        for backend in self.gateway.backends:
+            if backend.name == name:
+                return backend
+        return self.gateway.backend()
+
+    def _execute(self, record: RunRecord, resumed: bool) -> None:
+        abandon = self.executing[record.id] = Event()
+        try:
+            if record.status == UPLOADING:
+                self._upload(record, _restore_files(record))
+            else:
+                self._see_through(record, self._backend(record.server), resumed, abandon)
+        except Exception as err:  # noqa: BLE001 - a bug must still end the run, not strand it
+            log.exception("run %s failed unexpectedly", record.id)
+            self._fail(record, GatewayError(f"internal error: {type(err).__name__}"))
+        finally:
+            self.executing.pop(record.id, None)
+
+    def _see_through(
+        self, record: RunRecord, backend: ComfyBackend, resumed: bool, abandon: Event
+    ) -> None:
+        deadline = time.monotonic() + max(
+            0.0, record.created_at + self.settings.runs.timeout - time.time()
+        )
+        marks: dict[str, float] = {"start": record.created_at}
+        try:
+            outcome = backend.run_prompt(
+                None if resumed else record.graph,
+                record.prompt_id or "",
+                deadline,
+                abandon=abandon,
+                on_submitted=lambda: marks.__setitem__("queued", time.time()),
+                on_frame=self._progress_listener(record),
+            )
+            marks["executed"] = time.time()
+            files, stored = collect_outputs(
+                backend, record, outcome, deadline, self.settings.comfy.read_timeout
+            )
+        except GatewayError as err:
+            self._attempt_failed(record, err)
+            return
+        marks["fetched"] = time.time()
+        texts = list_texts(outcome.outputs)
+        uploading = self.store.update(
+            record.id,
+            expect=IN_FLIGHT,
+            status=UPLOADING,
+            files=[_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
+            result=_partial_result(outcome, texts, marks),
+            progress=_progress(record, record.progress.get("total", 0), "uploading"),
+        )
+        if uploading is not None:
+            self._upload(uploading, (files, stored))
+
+    def _upload(self, record: RunRecord, copies: tuple[list[OutputFile], list[StoredFile]]) -> None:
+        files, stored = copies
+        partial = record.result or {}
+        uploaded, warnings = store_outputs(self.gateway, record.prompt_id or record.id, stored)
+        marks = dict(partial.get("marks") or {"start": record.created_at})
+        marks["stored"] = time.time()
+        result = GenerationResult(
+            record.prompt_id or "",
+            files,
+            uploaded,
+            partial.get("texts") or [],
+            partial.get("execution_time"),
+            phase_ms(marks),
+            warnings,
+        ).to_dict()
+        done = self.store.update(
+            record.id,
+            expect={UPLOADING},
+            status=SUCCESS,
+            result={"run_id": record.id} | result,
+            files=[_file_entry(s, f) for s, f in zip(uploaded, files, strict=True)],
+            ended_at=time.time(),
+            progress=_progress(record, record.progress.get("total", 0), "done", done=True),
+        )
+        if done is not None:
+            self.finished_at.append(time.monotonic())
+
+    def _progress_listener(self, record: RunRecord) -> Any:
+        total = len(record.graph or {})
+
+        def on_frame(kind: str, data: dict[str, Any]) -> None:
+            # Called on the WebSocket reader greenlet: the write happens elsewhere.
+            if kind == "execution_start":
+                self.background.spawn(self._started, record, total, time.time(), name="running")
+
+        return on_frame
+
+    def _started(self, record: RunRecord, total: int, at: float) -> None:
+        self.store.update(
+            record.id,
+            expect=IN_FLIGHT,
+            status=RUNNING,
+            started_at=at,
+            progress=_progress(record, total, "running"),
+        )
+
+    def _attempt_failed(self, record: RunRecord, err: GatewayError) -> None:
+        attempts = [dict(a) for a in record.attempts]
+        if attempts:
+            attempts[-1].update(ended_at=time.time(), error=err.error_type)
+        left = record.created_at + self.settings.runs.timeout - time.time()
+        if isinstance(err, TRANSIENT) and len(attempts) < self.settings.runs.max_attempts:
+            delay = self.settings.runs.retry_base * 2 ** max(0, len(attempts) - 1)
+            if delay < left:
+                log.info("run %s: attempt %d failed (%s), retrying", record.id, len(attempts), err)
+                self.store.update(
+                    record.id,
+                    expect=IN_FLIGHT,
+                    status=QUEUED,
+                    owner=None,
+                    not_before=time.time() + delay,
+                    attempts=attempts,
+                    progress=_progress(record, record.progress.get("total", 0), "retrying"),
+                )
+                return
+        self._fail(record, err, attempts)
+
+    def _fail(
+        self, record: RunRecord, err: GatewayError, attempts: list[dict[str, Any]] | None = None
+    ) -> None:
+        if isinstance(err, GenerationTimeout):
+            err.message = (
+                f"No result after {self.settings.runs.timeout:g} s; "
+                "the prompt keeps running, fetch it later by prompt_id"
+            )
+        body = err.to_dict() | {"run_id": record.id}
+        if record.prompt_id and "prompt_id" not in body:
+            body["prompt_id"] = record.prompt_id
+        changes: dict[str, Any] = {"status": FAILED, "error": body, "ended_at": time.time()}
+        if attempts is not None:
+            changes["attempts"] = attempts
+        changes["progress"] = _progress(record, record.progress.get("total", 0), "failed")
+        if self.store.update(record.id, expect=OWNED, **changes) is not None:
+            self.finished_at.append(time.monotonic())
+
+    # -- asked by requests ---------------------------------------------------------
+
+    def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run: out of our queue, out of ComfyUI's queue, or interrupted.
+
+        A run whose outputs are already being stored is past cancelling.
+
+        :raises NotFound: no such run.
+        """
+        record = self.store.get(run_id)
+        if record is None:
+            raise NotFound(f"No run {run_id}", run_id=run_id)
+        if record.status not in ({QUEUED} | IN_FLIGHT):
+            return record
+        body = {
+            "status": "error",
+            "error": "The run was cancelled",
+            "error_type": "cancelled",
+            "status_code": 409,
+            "run_id": run_id,
+        }
+        cancelled = self.store.update(
+            run_id,
+            expect={QUEUED} | IN_FLIGHT,
+            status=CANCELLED,
+            cancel_requested=True,
+            ended_at=time.time(),
+            error=body,
+            progress=_progress(record, record.progress.get("total", 0), "cancelled"),
+        )
+        if cancelled is None:  # it moved on meanwhile
+            return self.store.get(run_id) or record
+        if record.status in IN_FLIGHT and record.prompt_id:
+            abandon = self.executing.get(run_id)
+            if abandon is not None:
+                abandon.set()  # our own: the backend cancels it in ComfyUI
+            else:
+                self._backend(record.server).cancel(record.prompt_id)
+        return cancelled
+
+    def retry_after(self) -> int:
+        """Seconds a client refused for a full queue should wait, from recent throughput."""
+        now = time.monotonic()
+        recent = [t for t in self.finished_at if now - t < 60]
+        rate = len(recent) / max(1.0, now - recent[0]) if len(recent) > 1 else 0.0
+        queued = self.store.queued_count()
+        if rate <= 0:
+            return max(1, min(60, queued))
+        return max(1, min(3600, math.ceil(queued / rate)))
+
+
+def _progress(record: RunRecord, total: int, message: str, *, done: bool = False) -> dict[str, Any]:
+    current = total if done else record.progress.get("current", 0)
+    return {"current": current, "total": total, "message": message}
+
+
+def _partial_result(outcome: Outcome, texts: list[dict[str, Any]], marks: dict[str, float]) -> dict:
+    """What finishing after a restart needs besides the local copies."""
+    return {"texts": texts, "execution_time": outcome.execution_time, "marks": marks}
+
+
+def _file_entry(stored: StoredFile, file: OutputFile) -> dict[str, Any]:
+    return {"stored": asdict(stored), "output": asdict(file)}
+
+
+def _restore_files(record: RunRecord) -> tuple[list[OutputFile], list[StoredFile]]:
+    files = [OutputFile(**entry["output"]) for entry in record.files]
+    stored = []
+    for entry in record.files:
+        values = dict(entry["stored"])
+        if values.get("pixel_size") is not None:
+            values["pixel_size"] = tuple(values["pixel_size"])
+        stored.append(StoredFile(**values))
+    return files, stored
