@@ -28,3 +28,25 @@ def status():
     gateway = current_app.extensions["comfysync"]
     servers = [backend.watcher.status() for backend in gateway.backends]
     return {"status": "success", "shutting_down": gateway.shutting_down, "servers": servers}
+
+
+# Pass-through for operators (seed 001): ComfyUI's own view, unchanged.
+
+
+@bp.get("/comfyui-queue-status")
+def comfyui_queue():
+    """ComfyUI's `/queue`: what it is running and what waits in its own queue."""
+    return current_app.extensions["comfysync"].backend().client.queue()
+
+
+@bp.get("/comfyui-system-stats")
+def comfyui_system_stats():
+    """ComfyUI's `/system_stats`."""
+    return current_app.extensions["comfysync"].backend().client.system_stats()
+
+
+@bp.post("/comfyui-interrupt")
+def comfyui_interrupt():
+    """Interrupt whatever ComfyUI is executing now (every client's prompt)."""
+    current_app.extensions["comfysync"].backend().client.interrupt()
+    return {"status": "success"}

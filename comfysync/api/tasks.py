@@ -7,6 +7,8 @@ from flask import Blueprint, Response, current_app, request
 from .. import tasks
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
+from ..runs.base import QUEUED
+from ..runs.views import task_body
 
 bp = Blueprint("tasks", __name__)
 
@@ -16,8 +18,16 @@ _ACTIVE_TYPES = ("text/html", "application/javascript", "text/javascript", "text
 
 @bp.get("/task_status/<prompt_id>")
 def task_status(prompt_id: str):
-    """pending (with queue_position), running, completed, error, cancelled or not_found."""
-    return tasks.task_status(current_app.extensions["comfysync"], prompt_id)
+    """pending (with queue_position), running, completed, error, cancelled or not_found.
+
+    A run id is accepted too: the run's prompt, or its place in the gateway's queue.
+    """
+    gateway = current_app.extensions["comfysync"]
+    record = gateway.runs.get(prompt_id)
+    if record is not None:
+        position = gateway.runs.queue_position(record.id) if record.status == QUEUED else None
+        return task_body(record, position)
+    return tasks.task_status(gateway, prompt_id)
 
 
 @bp.get("/history")

@@ -324,6 +324,15 @@ class ComfyClient:
         self._post_json("/queue", {"delete": [prompt_id]})
         self._post_json("/interrupt", {"prompt_id": prompt_id})
 
+    def interrupt(self) -> None:
+        """`POST /interrupt` with no prompt id: stop whatever is executing."""
+        response = self._post_json("/interrupt", {})
+        if response.status != 200:
+            raise ComfyBadResponse(
+                f"ComfyUI answered POST /interrupt with HTTP {response.status}",
+                upstream_status=response.status,
+            )
+
     def open_view(self, filename: str, subfolder: str, kind: str) -> ViewStream:
         """Open one file from `GET /view` for streaming; the caller closes it.
 

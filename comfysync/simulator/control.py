@@ -37,6 +37,7 @@ def stats(sim: Simulator) -> dict[str, Any]:
         "prompts_executed": sim.queue.executed,
         "queue_pending": len(sim.queue.pending()),
         "queue_running": len(sim.queue.running),
+        "queue_depth_max": sim.queue.depth_max,
         "history_size": len(sim.queue.history),
         "restarts": sim.restarts,
         "down": sim.down_until > time.monotonic(),

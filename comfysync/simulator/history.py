@@ -49,6 +49,7 @@ class PromptQueue:
         self._idle: deque[asyncio.Future[None]] = deque()
         self.accepted = 0
         self.executed = 0
+        self.depth_max = 0  # the most prompts held at once (pending + running), for tests
 
     # -- queue -----------------------------------------------------------------------------
     def put(self, item: QueueItem) -> None:
@@ -56,6 +57,7 @@ class PromptQueue:
         # (number, prompt_id) is how ComfyUI's heap of tuples compares items.
         heapq.heappush(self._heap, (item.number, item.prompt_id, next(self._seq), item))
         self.accepted += 1
+        self.depth_max = max(self.depth_max, len(self._heap) + len(self.running))
         self._on_change()
         self._wake_one()
 

@@ -1,0 +1,114 @@
+"""Runs: the async API (`/api/run`, `/api/status/<run_id>`, `/api/runs`, cancel) and
+its seed-001 aliases (`/api/tasks/...`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from ..errors import BadRequest, NotFound
+from ..generation import GenerationSpec, start_run
+from ..runs.base import QUEUED, STATUSES, seq_cursor
+from ..runs.views import API_STATUS, API_STATUSES, record_body
+from .body import read_body, read_priority
+
+bp = Blueprint("runs", __name__)
+
+_MAX_KEY = 255
+
+
+def _accept() -> tuple[str, int, dict[str, str]]:
+    """Record a run from a `/api/generate`-shaped body; its id, the status code, headers."""
+    gateway = current_app.extensions["comfysync"]
+    body, files = read_body()
+    if isinstance(body, dict) and "deployment_id" in body and "workflow" not in body:
+        # ComfyUI Deploy clients name the workflow this way.
+        body = {k: v for k, v in body.items() if k != "deployment_id"} | {
+            "workflow": body["deployment_id"]
+        }
+    spec = GenerationSpec.from_body(body, files)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= _MAX_KEY:
+        raise BadRequest(f"'Idempotency-Key' must be 1 to {_MAX_KEY} characters")
+    record, created = start_run(
+        gateway, spec, body, mode="async", priority=read_priority(body), idempotency_key=key
+    )
+    headers = {"Location": f"/api/status/{record.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return record.id, 201, headers
+
+
+@bp.post("/run")
+def create_run():
+    """Queue a run and answer at once with its id; poll `/api/status/<run_id>`."""
+    run_id, code, headers = _accept()
+    return {"run_id": run_id}, code, headers
+
+
+@bp.post("/tasks/create")
+def create_task():
+    """`/api/run` in the seed-001 form: `{"task_id"}`."""
+    run_id, code, headers = _accept()
+    return {"task_id": run_id}, code, headers
+
+
+def _record_response(run_id: str) -> dict[str, Any]:
+    store = current_app.extensions["comfysync"].runs
+    record = store.get(run_id)
+    if record is None:
+        raise NotFound(f"No run {run_id}", run_id=run_id)
+    position = store.queue_position(run_id) if record.status == QUEUED else None
+    return record_body(record, position)
+
+
+@bp.get("/status/<run_id>")
+def run_status(run_id: str):
+    """The run record: status, outputs, error, progress, timings."""
+    return _record_response(run_id)
+
+
+@bp.get("/tasks/<task_id>")
+def task(task_id: str):
+    """The run record, seed-001 style."""
+    return _record_response(task_id)
+
+
+@bp.post("/run/<run_id>/cancel")
+def cancel_run(run_id: str):
+    """Cancel a queued or running run; answers the record."""
+    current_app.extensions["comfysync"].dispatcher.cancel(run_id)
+    return _record_response(run_id)
+
+
+@bp.get("/runs")
+def list_runs():
+    """Runs newest first: `?status=` (API words), `?limit=` (1-100), `?cursor=`."""
+    store = current_app.extensions["comfysync"].runs
+    status = request.args.get("status") or None
+    if status is not None and status not in API_STATUSES:
+        raise BadRequest(f"'status' must be one of {', '.join(API_STATUSES)}", field="status")
+    raw_limit = request.args.get("limit", "20")
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
+        raise BadRequest("'limit' must be a whole number from 1 to 100", field="limit")
+    cursor = request.args.get("cursor") or None
+    wanted = [s for s in STATUSES if API_STATUS[s] == status] if status else []
+    if len(wanted) > 1:
+        records, next_cursor = _merged(store, wanted, int(raw_limit), cursor)
+    else:
+        records, next_cursor = store.list_runs(
+            status=wanted[0] if wanted else None, limit=int(raw_limit), cursor=cursor
+        )
+    return {"runs": [record_body(r) for r in records], "next_cursor": next_cursor}
+
+
+def _merged(store: Any, statuses: list[str], limit: int, cursor: str | None) -> tuple[list, Any]:
+    """Several store statuses behind one API word ("not-started"): newest first, one page."""
+    records = []
+    for status in statuses:
+        page, _ = store.list_runs(status=status, limit=limit, cursor=cursor)
+        records.extend(page)
+    records.sort(key=lambda r: r.seq, reverse=True)
+    page = records[:limit]
+    return page, (seq_cursor(page[-1].seq) if len(records) > limit else None)
