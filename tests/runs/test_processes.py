@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import time
 
-from comfysync.runs import RUNNING, RunRecord, RunStore
+import gevent
+
+from comfysync.runs import QUEUED, RUNNING, RunRecord, RunStore
 
 from .conftest import peer
 
@@ -132,3 +135,25 @@ def test_many_greenlets_at_once_under_gevent(store_spec: tuple[str, str]) -> Non
         "woken": 20,
         "queued_left": 0,
     }
+
+
+def test_a_forked_worker_gets_connections_of_its_own(store: RunStore) -> None:
+    run, _ = store.create(RunRecord.new({}))  # connected, listening, before the fork
+    pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker forked after the store was opened
+        code = 1
+        try:
+            changed = store.update(run.id, expect={QUEUED}, status=RUNNING)
+            code = 0 if changed is not None and store.get(run.id) == changed else 2
+            store.close()
+        finally:
+            os._exit(code)
+    started = time.monotonic()
+    woken = store.wait_for_change(run.id, timeout=10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert woken and time.monotonic() - started < 5
+    # The parent's own connection and wake-ups still work after the child is gone.
+    assert store.get(run.id).status == RUNNING  # type: ignore[union-attr]
+    gevent.spawn_later(0.05, store.update, run.id, progress={"current": 1})
+    assert store.wait_for_change(run.id, timeout=5)
