@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -207,13 +208,18 @@ class Dispatcher:
             self._attempt_failed(record, err)
             return
         marks["fetched"] = time.time()
-        texts = list_texts(outcome.outputs)
+        partial = _partial_result(outcome, list_texts(outcome.outputs), marks)
+        if self.gateway.remote is None:
+            # Nothing to upload: the local copies are the result, one write.
+            self._finish(record, files, stored, [], partial, expect=IN_FLIGHT)
+            return
+        # Recorded before the upload: a restart from here only uploads again.
         uploading = self.store.update(
             record.id,
             expect=IN_FLIGHT,
             status=UPLOADING,
             files=[_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
-            result=_partial_result(outcome, texts, marks),
+            result=partial,
             progress=_progress(record, record.progress.get("total", 0), "uploading"),
         )
         if uploading is not None:
@@ -221,14 +227,25 @@ class Dispatcher:
 
     def _upload(self, record: RunRecord, copies: tuple[list[OutputFile], list[StoredFile]]) -> None:
         files, stored = copies
-        partial = record.result or {}
         uploaded, warnings = store_outputs(self.gateway, record.prompt_id or record.id, stored)
+        self._finish(record, files, uploaded, warnings, record.result or {}, expect={UPLOADING})
+
+    def _finish(
+        self,
+        record: RunRecord,
+        files: list[OutputFile],
+        stored: list[StoredFile],
+        warnings: list[str],
+        partial: dict[str, Any],
+        *,
+        expect: Collection[str],
+    ) -> None:
         marks = dict(partial.get("marks") or {"start": record.created_at})
         marks["stored"] = time.time()
         result = GenerationResult(
             record.prompt_id or "",
             files,
-            uploaded,
+            stored,
             partial.get("texts") or [],
             partial.get("execution_time"),
             phase_ms(marks),
@@ -236,10 +253,10 @@ class Dispatcher:
         ).to_dict()
         done = self.store.update(
             record.id,
-            expect={UPLOADING},
+            expect=expect,
             status=SUCCESS,
-            result={"run_id": record.id} | result,
-            files=[_file_entry(s, f) for s, f in zip(uploaded, files, strict=True)],
+            result=result | {"run_id": record.id},
+            files=[_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
             ended_at=time.time(),
             progress=_progress(record, record.progress.get("total", 0), "done", done=True),
         )
