@@ -1,4 +1,5 @@
-"""The gateway's client: one POST to `/api/generate` or `/api/generate_file`, read to the end."""
+"""The gateway's client: one POST to `/api/generate`, `/api/generate_file` or `/api/run`,
+read to the end."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class GatewayClient:
     async def one(self, session: aiohttp.ClientSession) -> tuple[str, int]:
         headers = {"Content-Type": "application/json"}
         async with session.post(self.url, data=self.body, headers=headers) as response:
-            if response.status != 200:
+            if response.status not in (200, 201):  # 201: /api/run accepted a run
                 text = await response.text()
                 raise GatewayError(f"HTTP {response.status}: {text[:200]}")
             prompt_id = response.headers.get("X-Prompt-Id", "")
@@ -37,7 +38,8 @@ class GatewayClient:
                     size += len(chunk)
                 return prompt_id, size
             raw = await response.read()
-            return json.loads(raw).get("prompt_id", ""), len(raw)
+            body = json.loads(raw)
+            return body.get("prompt_id") or body.get("run_id", ""), len(raw)
 
     async def close(self) -> None:
         return None

@@ -223,8 +223,11 @@ class Gateway:
         worker_connections: int = 1000,
         backlog: int | None = None,
         extra_env: Mapping[str, str] | None = None,
+        inflight: int = 2,
     ) -> None:
         self.workdir = tempfile.mkdtemp(prefix="bench-gw-", dir=memory_dir())
+        # The run store stays on disk, where a real deployment keeps it.
+        self.datadir = tempfile.mkdtemp(prefix="bench-data-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -238,6 +241,10 @@ class Gateway:
             "WORKER_CONNECTIONS": str(worker_connections),
             "OUTPUT_DIR": os.path.join(self.workdir, "output_images"),
             "WORKFLOWS_DIR": BENCH_WORKFLOWS,
+            "DATA_DIR": self.datadir,
+            # As many prompts in ComfyUI at once as the simulator runs in parallel
+            # (the default, 2, keeps a one-slot ComfyUI busy between jobs).
+            "COMFYUI_MAX_INFLIGHT": str(inflight),
             "ACCESS_LOG": "",
             "LOG_LEVEL": "WARNING",
             **(extra_env or {}),
@@ -306,6 +313,7 @@ class Gateway:
         if self.proc is not None:
             _stop(self.proc, timeout=20)
         _remove_later(self.workdir)
+        _remove_later(self.datadir)
 
 
 class BusyProcess:

@@ -109,7 +109,7 @@ ScenarioFn = Callable[[Context], ScenarioResult]
 
 def registry() -> dict[str, ScenarioFn]:
     """Scenario name -> its run function, in the order `python -m bench` runs them."""
-    from . import burst, cost, held, large, overhead
+    from . import burst, cost, held, large, overhead, runs
 
     return {
         "overhead": overhead.run,
@@ -117,4 +117,5 @@ def registry() -> dict[str, ScenarioFn]:
         "burst": burst.run,
         "cost": cost.run,
         "large": large.run,
+        "runs": runs.run,
     }

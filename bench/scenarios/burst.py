@@ -52,7 +52,7 @@ def run(ctx: Context) -> ScenarioResult:
         "together, one worker. `direct` runs the same burst over one WebSocket.",
     )
     sim = Simulator(parallel=1, job_duration_ms=str(JOB_MS)).start()
-    gw = Gateway(sim.url, worker_connections=COUNT + 500).start()
+    gw = Gateway(sim.url, worker_connections=COUNT + 500, inflight=2).start()
     rounds = []
     try:
         for _ in range(ctx.rounds(2)):

@@ -78,7 +78,7 @@ def run(ctx: Context) -> ScenarioResult:
     rounds: list[dict[str, Any]] = []
     try:
         for workers in (1, 2):
-            gw = Gateway(sim.url, workers=workers).start()
+            gw = Gateway(sim.url, workers=workers, inflight=SATURATION_CONCURRENCY).start()
             try:
                 for i in range(ctx.rounds(2)):
                     if len(rounds) <= i:
@@ -94,7 +94,11 @@ def run(ctx: Context) -> ScenarioResult:
                         )
                     if workers == 1 and i == 0:
                         # Same, outputs copied from ComfyUI's disk instead of /view.
-                        disk = Gateway(sim.url, extra_env={"COMFYUI_OUTPUT_DIR": sim.output_dir})
+                        disk = Gateway(
+                            sim.url,
+                            extra_env={"COMFYUI_OUTPUT_DIR": sim.output_dir},
+                            inflight=SATURATION_CONCURRENCY,
+                        )
                         disk.start()
                         try:
                             figures["cpu_generate_disk"] = _cpu_run(

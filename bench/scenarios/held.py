@@ -49,7 +49,13 @@ def _direct(sim: Simulator, n: int) -> dict[str, Any]:
 
 def _held(sim: Simulator, n: int) -> dict[str, Any]:
     accepted_before = sim.stats()["ws_accepted_total"]
-    gw = Gateway(sim.url, worker_connections=n + 500, backlog=8192).start()
+    gw = Gateway(
+        sim.url,
+        worker_connections=n + 500,
+        backlog=8192,
+        inflight=n,
+        extra_env={"MAX_QUEUED_RUNS": "0"},  # 5,000 arrive at once
+    ).start()
     try:
         rss = PeakRss(gw)
         cost = SimCost(sim)

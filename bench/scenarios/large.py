@@ -64,7 +64,7 @@ def run(ctx: Context) -> ScenarioResult:
         "before. `direct` fetches the same output from /view itself.",
     )
     sim = Simulator(parallel=1, job_duration_ms="0").start()
-    gw = Gateway(sim.url).start()
+    gw = Gateway(sim.url, inflight=2).start()
     try:
         warm = run_load(
             LoadSpec(

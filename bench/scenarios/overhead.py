@@ -82,7 +82,7 @@ def run(ctx: Context) -> ScenarioResult:
         "C clients sends its next request when the last one is answered.",
     )
     sim = Simulator(parallel=32, job_duration_ms="20").start()
-    gw = Gateway(sim.url).start()
+    gw = Gateway(sim.url, inflight=32).start()
     rounds = []
     try:
         for _ in range(ctx.rounds(3)):
