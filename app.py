@@ -11,12 +11,14 @@ if __name__ == "__main__":
     monkey.patch_all()  # first, before anything imports socket or ssl
 
 from comfysync import create_app  # noqa: E402
+from comfysync.config import load_env_file  # noqa: E402
 
 
 def main() -> None:
-    """Serve on FLASK_HOST:FLASK_PORT."""
+    """Serve on FLASK_HOST:FLASK_PORT, with `.env` (or ENV_FILE) under the real environment."""
     from gevent.pywsgi import WSGIServer
 
+    load_env_file()
     app = create_app()
     service = app.extensions["comfysync"].settings.service
     print(f"comfysync (development server) on http://{service.host}:{service.port}")

@@ -7,11 +7,9 @@ import gc
 import os
 import signal
 
-from dotenv import load_dotenv
+from comfysync.config import Settings, load_env_file
 
-from comfysync.config import Settings
-
-load_dotenv(override=False)  # the real environment always wins
+load_env_file()  # `.env` (or ENV_FILE) under the real environment; workers inherit it
 _service = Settings.from_env(os.environ).service
 
 bind = f"{_service.host}:{_service.port}"

@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from comfysync.config import VARIABLES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_WORKFLOWS = os.path.join(ROOT, "bench", "workflows")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -233,7 +235,9 @@ class Gateway:
         self.workers = workers
         self.backlog = backlog
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "API_"))},
+            # Default settings except these: nothing from the shell or a `.env` file.
+            **{k: v for k, v in os.environ.items() if k not in VARIABLES},
+            "ENV_FILE": "",
             "COMFYUI_URL": comfy_url,
             "FLASK_HOST": "127.0.0.1",
             "FLASK_PORT": str(self.port),

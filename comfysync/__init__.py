@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Mapping
 
-from dotenv import load_dotenv
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
@@ -17,7 +16,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     """Build the Flask app from `test_config`, else from the process environment.
 
     `test_config` is a `Settings` or a mapping of variable names to strings,
-    read on its own (never merged with `os.environ` or `.env`).
+    read on its own (never merged with `os.environ`). No `.env` file is read
+    here: the entry points call `config.load_env_file()` first.
 
     :raises ConfigError: naming the variable whose value is unusable.
     """
@@ -26,11 +26,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
 
     if isinstance(test_config, Settings):
         settings = test_config
-    elif test_config is not None:
-        settings = Settings.from_env(test_config)
     else:
-        load_dotenv(override=False)  # the real environment always wins
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(os.environ if test_config is None else test_config)
     service = settings.service
     logging.basicConfig(
         level=service.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

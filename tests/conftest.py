@@ -13,25 +13,16 @@ from typing import Any
 
 import pytest
 
-# Variables the gateway reads: tests never inherit them from the developer's shell.
-_GATEWAY_VARS = (
-    "COMFYUI_URL",
-    "COMFYUI_BASE_URL",
-    "COMFYUI_SERVER",
-    "SERVER_BASE_URL",
-    "API_KEYS",
-    "ENABLE_OSS",
-    "STORAGE_PROVIDER",
-    "GENERATION_TIMEOUT",
-    "FLASK_PORT",
-    "FLASK_HOST",
-)
+from comfysync.config import VARIABLES
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts from the embedded defaults, whatever the shell has set."""
-    for name in _GATEWAY_VARS:
+    """Every test starts from the embedded defaults, whatever the shell has set.
+
+    `VARIABLES` is every name the settings read (ENV_FILE included).
+    """
+    for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -1,13 +1,18 @@
 """Settings: every variable read in one pass, converted and checked, into frozen sections.
 
 `Settings.from_env(mapping)` is the only reader of configuration; it reads the
-mapping it is given and nothing else.
+mapping it is given and nothing else. A `.env` file is applied to the process
+environment by `load_env_file()`, which only the entry points call (`wsgi.py`,
+`app.py`, `gunicorn.conf.py`), so tests and libraries see only what they are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+
+from dotenv import dotenv_values
 
 from .convert import (
     to_bool,
@@ -21,7 +26,7 @@ from .convert import (
     to_seconds_or_zero,
     to_size,
 )
-from .reader import VARIABLES, ConfigError, Reader
+from .reader import VARIABLES, ConfigError, Reader, declare
 from .sections import (
     DEFAULT_COMFYUI_URL,
     ComfySettings,
@@ -60,6 +65,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "UploadSettings",
+    "load_env_file",
     "to_bool",
     "to_count",
     "to_http_url",
@@ -71,6 +77,9 @@ __all__ = [
     "to_seconds_or_zero",
     "to_size",
 ]
+
+DEFAULT_ENV_FILE = ".env"
+declare("ENV_FILE")
 
 
 @dataclass(frozen=True)
@@ -102,3 +111,25 @@ class Settings:
             retention=read_retention(reader),
             runs=read_runs(reader, service.generation_timeout),
         )
+
+
+def load_env_file(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """Add the variables of the file named by `ENV_FILE` (default `.env`) to the environment.
+
+    Variables already set always win over the file. `ENV_FILE=` (empty) loads
+    nothing, and so does a missing default `.env`. Returns the path loaded, if any.
+
+    :raises ConfigError: when `ENV_FILE` names a file that does not exist.
+    """
+    environ = os.environ if environ is None else environ
+    path = environ.get("ENV_FILE", DEFAULT_ENV_FILE).strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        if "ENV_FILE" in environ:
+            raise ConfigError(f"ENV_FILE={path!r} is invalid: no such file")
+        return None
+    for name, value in dotenv_values(path).items():
+        if value is not None:
+            environ.setdefault(name, value)
+    return path

@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from comfysync.config import VARIABLES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
@@ -117,7 +119,9 @@ class Gateway:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "API_"))},
+            # No setting comes from the developer's shell or `.env`: only from here and `env`.
+            **{k: v for k, v in os.environ.items() if k not in VARIABLES},
+            "ENV_FILE": "",
             "COMFYUI_URL": comfy_url,
             "FLASK_HOST": "127.0.0.1",
             "FLASK_PORT": str(self.port),
