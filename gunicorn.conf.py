@@ -59,3 +59,15 @@ def post_worker_init(worker):
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def worker_exit(server, worker):
+    """Close the gateway (watcher, pruner, background greenlets, connections) as the worker exits.
+
+    gunicorn also calls this in the master for a worker that died unseen, where
+    no app was ever loaded.
+    """
+    gateway = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("comfysync")
+    if gateway is not None:
+        gateway.close()
+        server.log.info("Gateway closed (pid: %s)", worker.pid)

@@ -176,6 +176,15 @@ def test_sigterm_answers_stragglers_with_503(sim: Simulator, make_gateway, pool)
     assert response.json()["prompt_id"] == prompt_id
 
 
+def test_worker_exit_closes_the_gateway(sim: Simulator, make_gateway) -> None:
+    gateway = make_gateway(sim.url)
+    _until(lambda: sim.stats()["ws_open"] == 1)
+    assert gateway.proc is not None
+    gateway.proc.send_signal(signal.SIGTERM)
+    gateway.proc.wait(20)
+    assert "Gateway closed (pid:" in gateway.logs()
+
+
 def _send_and_abandon(gateway: Gateway, body: dict) -> socket.socket:
     """Send a generate request on a raw socket that the test will close unanswered."""
     import json
