@@ -32,6 +32,7 @@ needs one Redis server (or a Sentinel-managed primary), not a Redis Cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -471,6 +472,10 @@ class RedisRunStore(RunStore):
         delay = 0.1
         while not self._closed:
             try:
+                if self._pubsub is None:
+                    self._pubsub = self._subscribe()
+                    # Changes published while we were away went unheard.
+                    self.waiters.notify_all()
                 for message in self._messages(self._pubsub, wait=30):
                     if message["type"] == "message":
                         origin, *keys = message["data"].split("\n")
@@ -481,15 +486,12 @@ class RedisRunStore(RunStore):
                 if self._closed:
                     return
                 log.warning("run store: Redis subscription lost (%s); reconnecting", err)
+                if self._pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        self._pubsub.close()
+                    self._pubsub = None
                 gevent.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                try:
-                    self._pubsub.close()
-                    self._pubsub = self._subscribe()
-                except (redis.ConnectionError, redis.TimeoutError, OSError):
-                    continue
-                # Changes published while we were away went unheard.
-                self.waiters.notify_all()
 
     # -- records -------------------------------------------------------------------------
 
