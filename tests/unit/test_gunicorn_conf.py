@@ -28,19 +28,22 @@ def test_worker_exit_closes_the_gateway(conf, tmp_path) -> None:
         {
             "WORKFLOWS_DIR": str(tmp_path),
             "OUTPUT_DIR": str(tmp_path / "out"),
+            "DATA_DIR": str(tmp_path / "data"),
             "COMFYUI_URL": "http://127.0.0.1:9",
             "OUTPUT_RETENTION_HOURS": "1",
         }
     )
     gateway = app.extensions["comfysync"]
-    gateway.start()  # as post_worker_init does: the watcher and the pruner run
-    watcher = gateway.server().watcher
+    gateway.start()  # as post_worker_init does: the watcher, dispatcher and pruner run
+    watcher = gateway.backend().watcher
     assert len(watcher.background.group) and len(gateway.pruner.background.group)
+    assert len(gateway.dispatcher.background.group)
 
     conf["worker_exit"](SERVER, SimpleNamespace(wsgi=app, pid=1234))
 
     assert len(watcher.background.group) == 0
     assert len(gateway.pruner.background.group) == 0
+    assert len(gateway.dispatcher.background.group) == 0
 
 
 @pytest.mark.parametrize(
