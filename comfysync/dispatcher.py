@@ -141,13 +141,23 @@ class Dispatcher:
 
     def _dispatch_forever(self) -> None:
         while True:
-            if not self.paused:
-                try:
-                    while self._claim_one():
-                        pass
-                except GatewayError as err:
-                    log.warning("could not claim runs: %s", err)
+            self.kick()
             self.store.wait_for_work(IDLE_CHECK)
+
+    def kick(self) -> None:
+        """Claim runs while a server has room, in the calling greenlet.
+
+        Called where a run was just queued or a place just freed: a woken
+        dispatcher greenlet would wait its turn behind every other ready
+        greenlet (a burst of a thousand requests), leaving ComfyUI idle.
+        """
+        if self.paused or self._pid != os.getpid():
+            return
+        try:
+            while self._claim_one():
+                pass
+        except GatewayError as err:
+            log.warning("could not claim runs: %s", err)
 
     def _claim_one(self) -> bool:
         for backend in self.gateway.backends:
@@ -262,6 +272,7 @@ class Dispatcher:
         )
         if done is not None:
             self.finished_at.append(time.monotonic())
+            self.kick()
 
     def _progress_listener(self, record: RunRecord) -> Any:
         total = len(record.graph or {})
@@ -320,6 +331,7 @@ class Dispatcher:
         changes["progress"] = _progress(record, record.progress.get("total", 0), "failed")
         if self.store.update(record.id, expect=OWNED, **changes) is not None:
             self.finished_at.append(time.monotonic())
+            self.kick()
 
     # -- asked by requests ---------------------------------------------------------
 

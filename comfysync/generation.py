@@ -194,10 +194,12 @@ def start_run(
         progress={"current": 0, "total": len(graph), "message": "queued"},
     )
     try:
-        return gateway.runs.create(record, max_queued=gateway.settings.runs.max_queued)
+        created = gateway.runs.create(record, max_queued=gateway.settings.runs.max_queued)
     except QueueFull as err:
         err.headers["Retry-After"] = str(gateway.dispatcher.retry_after())
         raise
+    gateway.dispatcher.kick()
+    return created
 
 
 def collect_outputs(
