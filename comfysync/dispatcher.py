@@ -57,6 +57,11 @@ IDLE_CHECK = 1.0
 PRUNE_EVERY = 600.0
 
 
+def end_key(run_id: str) -> str:
+    """The wake-up key a dispatcher notifies when it is done with a run it executed."""
+    return run_id + ":end"
+
+
 def owner_id() -> str:
     """This process, as the owner of the runs it dispatches: host, pid and a fresh token."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -123,7 +128,7 @@ class Dispatcher:
                         log.info(
                             "run %s (%s): taken over from a worker gone", record.id, record.status
                         )
-                        self.background.spawn(self._execute, record, True, name="resume")
+                        self._spawn(record, resumed=True)
                 except GatewayError as err:
                     log.warning("could not adopt runs: %s", err)
             gevent.sleep(self.settings.runs.owner_ttl / 2)
@@ -169,7 +174,7 @@ class Dispatcher:
                 client_id=backend.client_id,
             )
             if record is not None:
-                self.background.spawn(self._execute, record, False, name="run")
+                self._spawn(record, resumed=False)
                 return True
         return False
 
@@ -181,8 +186,17 @@ class Dispatcher:
                 return backend
         return self.gateway.backend()
 
-    def _execute(self, record: RunRecord, resumed: bool) -> None:
+    def _spawn(self, record: RunRecord, *, resumed: bool) -> None:
+        # Registered before the greenlet runs, so a holder of this process can
+        # tell at once that the run is ours (see `ends_here`).
         abandon = self.executing[record.id] = Event()
+        self.background.spawn(self._execute, record, resumed, abandon, name="run")
+
+    def ends_here(self, run_id: str) -> bool:
+        """Whether this process is seeing the run through: it will notify `end_key(run_id)`."""
+        return run_id in self.executing
+
+    def _execute(self, record: RunRecord, resumed: bool, abandon: Event) -> None:
         try:
             if record.status == UPLOADING:
                 self._upload(record, _restore_files(record))
@@ -193,6 +207,9 @@ class Dispatcher:
             self._fail(record, GatewayError(f"internal error: {type(err).__name__}"))
         finally:
             self.executing.pop(record.id, None)
+            # Finished, failed, queued again or taken by someone else: a holder
+            # of this process waiting for the end looks at the record again.
+            self.store.waiters.notify([end_key(record.id)])
 
     def _see_through(
         self, record: RunRecord, backend: ComfyBackend, resumed: bool, abandon: Event
@@ -363,6 +380,7 @@ class Dispatcher:
             error=body,
             progress=_progress(record, record.progress.get("total", 0), "cancelled"),
         )
+        self.store.waiters.notify([end_key(run_id)])
         if cancelled is None:  # it moved on meanwhile
             return self.store.get(run_id) or record
         if record.status in IN_FLIGHT and record.prompt_id:

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .disconnect import DisconnectMonitor
+from .dispatcher import end_key
 from .errors import BadRequest, ClientGone, GatewayError, NotFound, ShuttingDown
 from .runs.base import RunRecord
 
@@ -71,7 +72,7 @@ def hold(
     def on_gone() -> None:
         nonlocal gone
         gone = True
-        store.waiters.notify([record.id])
+        store.waiters.notify([record.id, end_key(record.id)])
 
     monitor = None
     if environ is not None and gateway.settings.service.cancel_on_disconnect:
@@ -96,7 +97,11 @@ def hold(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return current
-            store.wait_for_change(record.id, min(remaining, HOLD_SLICE))
+            # A run this process executes wakes its holder once, at its end; one
+            # dispatched elsewhere, at each change the store hears of.
+            local = gateway.dispatcher.ends_here(record.id)
+            key = end_key(record.id) if local else record.id
+            store.waiters.wait(key, min(remaining, HOLD_SLICE))
     finally:
         if monitor is not None:
             monitor.stop()
