@@ -340,7 +340,7 @@ def test_two_workers_share_the_queue(sim: Simulator, make_gateway) -> None:
 
     def sync(color: int) -> tuple[int, tuple[int, ...]]:
         response = gateway.post("/api/generate_file", json={"workflow_data": chain(color)})
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, response.text + "\n" + gateway.logs()[-4000:]
         return color, _pixel(response.content)
 
     with ThreadPoolExecutor(16) as pool:
