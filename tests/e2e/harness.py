@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -253,3 +256,33 @@ def chain(color: int = 0x102030, size: int = 32, prefix: str = "test", blur: int
         "inputs": {"images": ["2", 0], "filename_prefix": prefix},
     }
     return graph
+
+
+def until(predicate: Any, timeout: float = 15, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something true, and return that; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def running_id(sim: Simulator) -> str | None:
+    """The prompt the simulator is executing, if any."""
+    running = sim.get("/queue")["queue_running"]
+    return running[0][1] if running else None
+
+
+def send_and_abandon(gateway: Gateway, body: dict) -> socket.socket:
+    """Send a generate request on a raw socket that the test will close unanswered."""
+    payload = json.dumps(body).encode()
+    host = urlsplit(gateway.url)
+    raw = socket.create_connection((host.hostname, host.port))
+    raw.sendall(
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return raw

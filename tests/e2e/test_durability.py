@@ -9,7 +9,6 @@ finish every run with the right pixels, each exactly once.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import socket
@@ -19,34 +18,15 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from PIL import Image
 
 from ..conftest import S3_BUCKET
-from .harness import Gateway, Simulator, chain
+from .harness import Gateway, Simulator, chain, until
+from .pictures import inverted, pixel
 
 pytestmark = pytest.mark.e2e
 
 RUNS = 20
 SEED = int(os.environ.get("KILL_SEED", str(int(time.time()))))
-
-
-def _pixel(data: bytes) -> tuple[int, ...]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB").getpixel((0, 0))
-
-
-def _inverted(color: int) -> tuple[int, int, int]:
-    return (255 - (color >> 16 & 255), 255 - (color >> 8 & 255), 255 - (color & 255))
-
-
-def _until(predicate, timeout: float = 30, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 class SlowProxy:
@@ -174,7 +154,7 @@ def test_kill_9_loses_nothing(
         response = gateway.post("/api/run", json={"workflow_data": chain(color, blur=1)})
         assert response.status_code == 201, response.text
         colors[response.json()["run_id"]] = color
-    _until(lambda: _phase_reached(gateway, sim, phase), timeout=60)
+    until(lambda: _phase_reached(gateway, sim, phase), timeout=60)
     time.sleep(extra)
     gateway.kill9()
     if comfy_dies_too:
@@ -184,7 +164,7 @@ def test_kill_9_loses_nothing(
 
     records = {}
     for run_id in colors:
-        records[run_id] = _until(
+        records[run_id] = until(
             lambda run_id=run_id: (
                 (body := gateway.get(f"/api/status/{run_id}").json())["status"]
                 in ("success", "failed", "cancelled")
@@ -198,7 +178,7 @@ def test_kill_9_loses_nothing(
         assert len(record["images"]) == 1
         assert record["storage"] == "s3", record
         image = requests.get(record["url"], timeout=30)  # a presigned URL of the bucket
-        assert _pixel(image.content) == _inverted(colors[run_id])
+        assert pixel(image.content) == inverted(colors[run_id])
         remote = bucket.list_objects_v2(
             Bucket=S3_BUCKET, Prefix=f"outputs/runs/{record['prompt_id']}/"
         )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
 
-from .harness import Gateway, Simulator, chain
+from .harness import Gateway, Simulator, chain, running_id, send_and_abandon, until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,21 +19,6 @@ def pool():
         yield executor
 
 
-def _until(predicate, timeout: float = 15, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
-def _running_id(sim: Simulator) -> str | None:
-    running = sim.get("/queue")["queue_running"]
-    return running[0][1] if running else None
-
-
 def _start(pool, gateway: Gateway, body: dict) -> Future:
     return pool.submit(gateway.post, "/api/generate", json=body)
 
@@ -44,7 +27,7 @@ def test_socket_drop_mid_job_still_returns_the_image(sim: Simulator, make_gatewa
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=300)
     future = _start(pool, gateway, {"workflow_data": chain(0x202020, blur=2)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     sim.control("drop_sockets")
     response = future.result(30)
     assert response.status_code == 200, response.text
@@ -57,10 +40,10 @@ def test_drop_while_the_prompt_finishes_is_reconciled(sim: Simulator, make_gatew
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=300)
     future = _start(pool, gateway, {"workflow_data": chain(0x202021, blur=1)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     # Silence the socket so the prompt ends while no frame can reach us.
     sim.control("stall", seconds=30)
-    _until(lambda: _running_id(sim) is None)
+    until(lambda: running_id(sim) is None)
     sim.control("unstall")
     response = future.result(30)
     assert response.status_code == 200, response.text
@@ -70,7 +53,7 @@ def test_silent_stall_is_detected_and_recovered(sim: Simulator, make_gateway, po
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=300)
     future = _start(pool, gateway, {"workflow_data": chain(0x303030, blur=3)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     sim.control("stall", seconds=60)  # far longer than the job: only detection can save it
     started = time.monotonic()
     response = future.result(30)
@@ -82,13 +65,13 @@ def test_client_disconnect_removes_pending_prompt(sim: Simulator, make_gateway) 
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=1000)
     blocker = gateway.post("/api/workflow/invert", json={}).json()["prompt_id"]
-    _until(lambda: _running_id(sim) == blocker)
-    raw = _send_and_abandon(gateway, {"workflow_data": chain(0x404040)})
-    pending = _until(lambda: sim.get("/queue")["queue_pending"])
+    until(lambda: running_id(sim) == blocker)
+    raw = send_and_abandon(gateway, {"workflow_data": chain(0x404040)})
+    pending = until(lambda: sim.get("/queue")["queue_pending"])
     abandoned = pending[0][1]
     raw.close()
     started = time.monotonic()
-    _until(lambda: not sim.get("/queue")["queue_pending"], timeout=5)
+    until(lambda: not sim.get("/queue")["queue_pending"], timeout=5)
     assert time.monotonic() - started < 5
     assert sim.get(f"/history/{abandoned}") == {}
     assert gateway.get(f"/api/task_status/{abandoned}").json()["status"] == "cancelled"
@@ -97,10 +80,10 @@ def test_client_disconnect_removes_pending_prompt(sim: Simulator, make_gateway) 
 def test_client_disconnect_interrupts_running_prompt(sim: Simulator, make_gateway) -> None:
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=500)
-    raw = _send_and_abandon(gateway, {"workflow_data": chain(0x505050, blur=8)})
-    prompt_id = _until(lambda: _running_id(sim))
+    raw = send_and_abandon(gateway, {"workflow_data": chain(0x505050, blur=8)})
+    prompt_id = until(lambda: running_id(sim))
     raw.close()
-    entry = _until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
+    entry = until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
     messages = [m[0] for m in entry["status"]["messages"]]
     assert "execution_interrupted" in messages
 
@@ -110,7 +93,7 @@ def test_comfyui_restart_mid_job_fails_fast_with_502(sim: Simulator, make_gatewa
     gateway = make_gateway(sim.url, GENERATION_TIMEOUT="120", RUN_MAX_ATTEMPTS="1")
     sim.control("config", node_delay_ms=500)
     future = _start(pool, gateway, {"workflow_data": chain(0x606060, blur=6)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     sim.control("restart", down_seconds=1)
     started = time.monotonic()
     response = future.result(30)
@@ -127,7 +110,7 @@ def test_timeout_is_504_and_the_prompt_keeps_running(sim: Simulator, make_gatewa
     response = gateway.post("/api/generate", json={"workflow_data": chain(0x707070, blur=4)})
     assert response.status_code == 504
     prompt_id = response.json()["prompt_id"]
-    done = _until(
+    done = until(
         lambda: gateway.get(f"/api/task_status/{prompt_id}").json()["status"] == "completed"
     )
     assert done
@@ -139,7 +122,7 @@ def test_timeout_cancels_when_asked(sim: Simulator, make_gateway) -> None:
     response = gateway.post("/api/generate", json={"workflow_data": chain(0x717171, blur=6)})
     assert response.status_code == 504
     prompt_id = response.json()["prompt_id"]
-    entry = _until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
+    entry = until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
     assert entry["status"]["status_str"] == "error"
 
 
@@ -151,7 +134,7 @@ def test_two_workers_one_socket_each(sim: Simulator, make_gateway, pool) -> None
     ]
     assert all(f.result(60).status_code == 200 for f in futures)
     # A worker that got no request may still be starting; it connects on its own.
-    _until(lambda: sim.stats()["ws_open"] == 2)
+    until(lambda: sim.stats()["ws_open"] == 2)
     assert sim.stats()["ws_accepted_total"] == 2
 
 
@@ -159,7 +142,7 @@ def test_sigterm_lets_held_requests_finish(sim: Simulator, make_gateway, pool) -
     gateway = make_gateway(sim.url, GRACEFUL_TIMEOUT="10")
     sim.control("config", node_delay_ms=300)
     future = _start(pool, gateway, {"workflow_data": chain(0x808080, blur=2)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     gateway.proc.send_signal(signal.SIGTERM)
     response = future.result(30)
     assert response.status_code == 200
@@ -169,7 +152,7 @@ def test_sigterm_answers_stragglers_with_503(sim: Simulator, make_gateway, pool)
     gateway = make_gateway(sim.url, GRACEFUL_TIMEOUT="3")
     sim.control("config", node_delay_ms=1000)
     future = _start(pool, gateway, {"workflow_data": chain(0x909090, blur=10)})
-    prompt_id = _until(lambda: _running_id(sim))
+    prompt_id = until(lambda: running_id(sim))
     gateway.proc.send_signal(signal.SIGTERM)
     response = future.result(30)
     assert response.status_code == 503
@@ -178,23 +161,8 @@ def test_sigterm_answers_stragglers_with_503(sim: Simulator, make_gateway, pool)
 
 def test_worker_exit_closes_the_gateway(sim: Simulator, make_gateway) -> None:
     gateway = make_gateway(sim.url)
-    _until(lambda: sim.stats()["ws_open"] == 1)
+    until(lambda: sim.stats()["ws_open"] == 1)
     assert gateway.proc is not None
     gateway.proc.send_signal(signal.SIGTERM)
     gateway.proc.wait(20)
     assert "Gateway closed (pid:" in gateway.logs()
-
-
-def _send_and_abandon(gateway: Gateway, body: dict) -> socket.socket:
-    """Send a generate request on a raw socket that the test will close unanswered."""
-    import json
-
-    payload = json.dumps(body).encode()
-    host = urlsplit(gateway.url)
-    raw = socket.create_connection((host.hostname, host.port))
-    raw.sendall(
-        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    return raw

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from PIL import Image
 
 from .harness import Gateway, Simulator, chain
+from .pictures import inverted, pixel
 
 pytestmark = pytest.mark.e2e
-
-
-def _pixel(data: bytes) -> tuple[int, ...]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB").getpixel((0, 0))
-
-
-def _inverted(color: int) -> tuple[int, int, int]:
-    return (255 - (color >> 16 & 255), 255 - (color >> 8 & 255), 255 - (color & 255))
 
 
 def test_generate_returns_url_of_a_real_image(shared_gateway: Gateway) -> None:
@@ -40,7 +30,7 @@ def test_generate_returns_url_of_a_real_image(shared_gateway: Gateway) -> None:
     assert served.headers["Content-Type"] == "image/png"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert len(served.content) == image["bytes"]
-    assert _pixel(served.content) == _inverted(0x336699)
+    assert pixel(served.content) == inverted(0x336699)
 
 
 def test_generate_file_streams_the_bytes(shared_gateway: Gateway) -> None:
@@ -48,7 +38,7 @@ def test_generate_file_streams_the_bytes(shared_gateway: Gateway) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "image/png"
     assert response.headers["Content-Disposition"].startswith("attachment; filename=")
-    assert _pixel(response.content) == _inverted(0x010203)
+    assert pixel(response.content) == inverted(0x010203)
 
 
 def test_response_type_file_on_generate(shared_gateway: Gateway) -> None:
@@ -56,7 +46,7 @@ def test_response_type_file_on_generate(shared_gateway: Gateway) -> None:
     response = shared_gateway.post("/api/generate", json=body)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/png"
-    assert _pixel(response.content) == _inverted(0x0000FF)
+    assert pixel(response.content) == inverted(0x0000FF)
 
 
 def test_same_graph_twice_gives_two_fresh_files(shared_gateway: Gateway) -> None:
@@ -115,19 +105,19 @@ def test_preview_only_graph_returns_the_preview(shared_gateway: Gateway) -> None
     graph["3"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
     response = shared_gateway.post("/api/generate_file", json={"workflow_data": graph})
     assert response.status_code == 200
-    assert _pixel(response.content) == _inverted(0x123456)
+    assert pixel(response.content) == inverted(0x123456)
 
 
 def test_fifty_concurrent_requests_each_get_their_own_image(shared_gateway: Gateway) -> None:
     def run(i: int) -> tuple[int, tuple[int, ...]]:
         color = 0x010101 * (i + 1)
         response = shared_gateway.post("/api/generate_file", json={"workflow_data": chain(color)})
-        return color, _pixel(response.content)
+        return color, pixel(response.content)
 
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(run, range(50)))
-    for color, pixel in results:
-        assert pixel == _inverted(color)
+    for color, seen in results:
+        assert seen == inverted(color)
 
 
 def test_comfy_validation_error_passes_node_errors(shared_gateway: Gateway) -> None:
@@ -218,7 +208,7 @@ def test_outputs_read_from_comfyui_disk_and_cleaned_up(sim: Simulator, make_gate
     gateway = make_gateway(sim.url, COMFYUI_OUTPUT_DIR=comfy_output, COMFYUI_CLEANUP_OUTPUTS="true")
     response = gateway.post("/api/generate_file", json={"workflow_data": chain(0x0F0F0F)})
     assert response.status_code == 200
-    assert _pixel(response.content) == _inverted(0x0F0F0F)
+    assert pixel(response.content) == inverted(0x0F0F0F)
     left = [name for _, _, names in os.walk(comfy_output) for name in names]
     assert left == []  # ComfyUI's copy is gone once ours is stored
 

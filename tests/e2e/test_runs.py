@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import re
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
-from PIL import Image
 
-from .harness import Gateway, Simulator, chain
+from .harness import Gateway, Simulator, chain, running_id, send_and_abandon, until
+from .pictures import inverted, pixel
 
 pytestmark = pytest.mark.e2e
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TERMINAL = {"success", "failed", "cancelled"}
-
-
-def _pixel(data: bytes) -> tuple[int, ...]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB").getpixel((0, 0))
-
-
-def _inverted(color: int) -> tuple[int, int, int]:
-    return (255 - (color >> 16 & 255), 255 - (color >> 8 & 255), 255 - (color & 255))
-
-
-def _until(predicate, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def _status(gateway: Gateway, run_id: str) -> dict:
@@ -46,20 +24,13 @@ def _status(gateway: Gateway, run_id: str) -> dict:
 
 
 def _finished(gateway: Gateway, run_id: str, timeout: float = 30) -> dict:
-    return _until(
-        lambda: (body := _status(gateway, run_id))["status"] in TERMINAL and body, timeout
-    )
+    return until(lambda: (body := _status(gateway, run_id))["status"] in TERMINAL and body, timeout)
 
 
 def _run(gateway: Gateway, body: dict, **kwargs) -> str:
     response = gateway.post("/api/run", json=body, **kwargs)
     assert response.status_code == 201, response.text
     return response.json()["run_id"]
-
-
-def _running_id(sim: Simulator) -> str | None:
-    running = sim.get("/queue")["queue_running"]
-    return running[0][1] if running else None
 
 
 def _executed_prompts(sim: Simulator) -> list[str]:
@@ -91,7 +62,7 @@ def test_async_run_succeeds_with_the_seed_shape(shared_gateway: Gateway) -> None
     assert set(body["timings"]) >= {"queued", "executed", "fetched", "stored", "total"}
     served = shared_gateway.get(image["url"])
     assert served.status_code == 200
-    assert _pixel(served.content) == _inverted(0x224466)
+    assert pixel(served.content) == inverted(0x224466)
 
 
 def test_seed_001_task_aliases(shared_gateway: Gateway) -> None:
@@ -221,7 +192,7 @@ def test_queued_runs_wait_with_the_gateway_in_priority_order(sim: Simulator, mak
     gateway = make_gateway(sim.url, COMFYUI_MAX_INFLIGHT="1")
     sim.control("config", node_delay_ms=300)
     blocker = _run(gateway, {"workflow_data": chain(0x111111, blur=2)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     low = _run(gateway, {"workflow_data": chain(1), "priority": -5})
     first_normal = _run(gateway, {"workflow_data": chain(2)})
     second_normal = _run(gateway, {"workflow_data": chain(3)})
@@ -240,7 +211,7 @@ def test_cancel_while_queued_never_reaches_comfyui(sim: Simulator, make_gateway)
     gateway = make_gateway(sim.url, COMFYUI_MAX_INFLIGHT="1")
     sim.control("config", node_delay_ms=300)
     blocker = _run(gateway, {"workflow_data": chain(0x121212, blur=2)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     queued = _run(gateway, {"workflow_data": chain(0x131313)})
     response = gateway.post(f"/api/run/{queued}/cancel")
     assert response.status_code == 200
@@ -256,9 +227,9 @@ def test_cancel_while_running_interrupts_comfyui(sim: Simulator, make_gateway) -
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=500)
     run_id = _run(gateway, {"workflow_data": chain(0x141414, blur=8)})
-    prompt_id = _until(lambda: _running_id(sim))
+    prompt_id = until(lambda: running_id(sim))
     assert gateway.post(f"/api/run/{run_id}/cancel").json()["status"] == "cancelled"
-    entry = _until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
+    entry = until(lambda: sim.get(f"/history/{prompt_id}").get(prompt_id), timeout=5)
     assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]]
     assert _status(gateway, run_id)["status"] == "cancelled"
 
@@ -277,7 +248,7 @@ def test_wait_budget_hands_off_with_202(sim: Simulator, make_gateway) -> None:
     assert response.json()["status"] in ("not-started", "running")
     body = _finished(gateway, run_id)
     assert body["status"] == "success"
-    assert _pixel(gateway.get(body["url"]).content) == _inverted(0x151515)
+    assert pixel(gateway.get(body["url"]).content) == inverted(0x151515)
     prefer = gateway.post(
         "/api/generate_file",
         json={"workflow_data": chain(0x161616, blur=4)},
@@ -291,7 +262,7 @@ def test_full_queue_is_429_with_retry_after(sim: Simulator, make_gateway) -> Non
     gateway = make_gateway(sim.url, COMFYUI_MAX_INFLIGHT="1", MAX_QUEUED_RUNS="2")
     sim.control("config", node_delay_ms=300)
     _run(gateway, {"workflow_data": chain(0x171717, blur=3)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     _run(gateway, {"workflow_data": chain(1)})
     _run(gateway, {"workflow_data": chain(2)})
     for path in ("/api/run", "/api/generate"):
@@ -305,20 +276,20 @@ def test_full_queue_is_429_with_retry_after(sim: Simulator, make_gateway) -> Non
 def test_client_leaving_does_not_cancel_when_told_not_to(sim: Simulator, make_gateway) -> None:
     gateway = make_gateway(sim.url, CANCEL_ON_DISCONNECT="false")
     sim.control("config", node_delay_ms=300)
-    raw = _send_and_abandon(gateway, {"workflow_data": chain(0x181818, blur=3)})
-    _until(lambda: _running_id(sim))
+    raw = send_and_abandon(gateway, {"workflow_data": chain(0x181818, blur=3)})
+    until(lambda: running_id(sim))
     raw.close()
-    runs = _until(lambda: gateway.get("/api/runs?status=success").json()["runs"], timeout=20)
-    assert _pixel(gateway.get(runs[0]["url"]).content) == _inverted(0x181818)
+    runs = until(lambda: gateway.get("/api/runs?status=success").json()["runs"], timeout=20)
+    assert pixel(gateway.get(runs[0]["url"]).content) == inverted(0x181818)
 
 
 def test_client_leaving_cancels_its_run_by_default(sim: Simulator, make_gateway) -> None:
     gateway = make_gateway(sim.url)
     sim.control("config", node_delay_ms=500)
-    raw = _send_and_abandon(gateway, {"workflow_data": chain(0x191919, blur=8)})
-    _until(lambda: _running_id(sim))
+    raw = send_and_abandon(gateway, {"workflow_data": chain(0x191919, blur=8)})
+    until(lambda: running_id(sim))
     raw.close()
-    runs = _until(lambda: gateway.get("/api/runs?status=cancelled").json()["runs"], timeout=10)
+    runs = until(lambda: gateway.get("/api/runs?status=cancelled").json()["runs"], timeout=10)
     assert runs[0]["status"] == "cancelled"
 
 
@@ -326,12 +297,12 @@ def test_comfyui_restart_mid_job_is_retried(sim: Simulator, make_gateway) -> Non
     gateway = make_gateway(sim.url, RUN_RETRY_BASE="0.2")
     sim.control("config", node_delay_ms=400)
     run_id = _run(gateway, {"workflow_data": chain(0x1A1A1A, blur=5)})
-    _until(lambda: _running_id(sim))
+    until(lambda: running_id(sim))
     sim.control("restart", down_seconds=1)
     body = _finished(gateway, run_id, 60)
     assert body["status"] == "success", body
     assert body["attempts"] == 2
-    assert _pixel(gateway.get(body["url"]).content) == _inverted(0x1A1A1A)
+    assert pixel(gateway.get(body["url"]).content) == inverted(0x1A1A1A)
 
 
 def test_two_workers_share_the_queue(sim: Simulator, make_gateway) -> None:
@@ -341,36 +312,21 @@ def test_two_workers_share_the_queue(sim: Simulator, make_gateway) -> None:
     def sync(color: int) -> tuple[int, tuple[int, ...]]:
         response = gateway.post("/api/generate_file", json={"workflow_data": chain(color)})
         assert response.status_code == 200, response.text + "\n" + gateway.logs()[-4000:]
-        return color, _pixel(response.content)
+        return color, pixel(response.content)
 
     with ThreadPoolExecutor(16) as pool:
         async_ids = [_run(gateway, {"workflow_data": chain(0x200000 + i)}) for i in range(10)]
         results = list(pool.map(sync, range(0x300000, 0x300000 + 20)))
-    for color, pixel in results:
-        assert pixel == _inverted(color)
+    for color, seen in results:
+        assert seen == inverted(color)
     for run_id in async_ids:
         assert _finished(gateway, run_id)["status"] == "success"
     # COMFYUI_MAX_INFLIGHT counts across both workers: ComfyUI never held two at once.
     assert sim.stats()["queue_depth_max"] == 1
 
 
-def _send_and_abandon(gateway: Gateway, body: dict) -> socket.socket:
-    """Send a generate request on a raw socket that the test will close unanswered."""
-    import json
-
-    payload = json.dumps(body).encode()
-    host = urlsplit(gateway.url)
-    raw = socket.create_connection((host.hostname, host.port))
-    raw.sendall(
-        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    return raw
-
-
 def test_finished_runs_are_pruned_after_retention(sim: Simulator, make_gateway) -> None:
     gateway = make_gateway(sim.url, RUN_RETENTION_HOURS="0.0005")  # 1.8 s
     run_id = _run(gateway, {"workflow_data": chain(0x1B1B1B)})
     assert _finished(gateway, run_id)["status"] == "success"
-    _until(lambda: gateway.get(f"/api/status/{run_id}").status_code == 404, timeout=15)
+    until(lambda: gateway.get(f"/api/status/{run_id}").status_code == 404, timeout=15)
