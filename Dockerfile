@@ -9,7 +9,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY comfysync ./comfysync
 COPY app.py wsgi.py gunicorn.conf.py ./
 COPY workflows ./workflows
-RUN mkdir -p output_images && useradd --create-home comfysync && chown comfysync output_images
+RUN mkdir -p output_images data && useradd --create-home comfysync && chown comfysync output_images data
 USER comfysync
 
 ENV FLASK_HOST=0.0.0.0 FLASK_PORT=5000
