@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from .convert import (
@@ -19,8 +18,6 @@ from .convert import (
     to_size,
 )
 from .reader import ConfigError, Reader, declare
-
-log = logging.getLogger(__name__)
 
 PROVIDERS = ("local", "oss", "r2", "s3")
 DEFAULT_BASE_PATH = "outputs"
@@ -73,13 +70,15 @@ class S3Settings:
 class StorageSettings:
     """The remote backend in use: `oss` is set only for "oss", `s3` only for "r2" and "s3".
 
-    `provider` is where outputs actually go, so OSS settings too incomplete to
-    use (which fall back to local disk) leave it "local".
+    `provider` is where outputs actually go: OSS settings too incomplete to use
+    leave it "local", with the missing variables in `oss_missing` for the
+    store factory's warning.
     """
 
     provider: str = "local"
     oss: OssSettings | None = None
     s3: S3Settings | None = None
+    oss_missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,9 @@ declare("STORAGE_PROVIDER", "ENABLE_OSS")
 def read_storage(env: Reader) -> StorageSettings:
     """`STORAGE_PROVIDER` (or `ENABLE_OSS=true` for oss; else local) and its backend's settings.
 
-    Incomplete OSS config logs one warning and stays local; every other bad
-    value fails.
+    Incomplete OSS config is the one case that falls back to local storage
+    instead of failing: deployments have long shipped `ENABLE_OSS=true` with
+    half-filled `.env` files and expected the gateway to keep working.
 
     :raises ConfigError: naming the variable that is missing or unusable.
     """
@@ -124,8 +124,10 @@ def read_storage(env: Reader) -> StorageSettings:
             f"STORAGE_PROVIDER={provider!r} is invalid: expected one of {', '.join(PROVIDERS)}"
         )
     if provider == "oss":
-        oss = read_oss(env)
-        return StorageSettings("oss", oss=oss) if oss else StorageSettings("local")
+        missing = tuple(name for name in _OSS_REQUIRED if not env.raw(name))
+        if missing:
+            return StorageSettings("local", oss_missing=missing)
+        return StorageSettings("oss", oss=read_oss(env))
     if provider in ("r2", "s3"):
         return StorageSettings(provider, s3=read_s3(env, provider))
     return StorageSettings("local")
@@ -153,23 +155,11 @@ _OSS_REQUIRED = declare(
 declare("OSS_BASE_PATH", "OSS_URL_EXPIRES", "OSS_PUBLIC_BASE_URL")
 
 
-def read_oss(env: Reader) -> OssSettings | None:
-    """OSS settings, or None (after one warning) when a required variable is missing.
-
-    Incomplete OSS config is the one case that falls back to local storage
-    instead of failing: deployments have long shipped `ENABLE_OSS=true` with
-    half-filled `.env` files and expected the gateway to keep working.
+def read_oss(env: Reader) -> OssSettings:
+    """OSS settings, once every variable of `_OSS_REQUIRED` is known to be set.
 
     :raises ConfigError: naming a variable that is set but unusable.
     """
-    missing = [name for name in _OSS_REQUIRED if not env.raw(name)]
-    if missing:
-        log.warning(
-            "OSS storage is enabled but %s %s not set; outputs stay on local storage",
-            ", ".join(missing),
-            "is" if len(missing) == 1 else "are",
-        )
-        return None
     return OssSettings(
         access_key_id=env.raw("OSS_ACCESS_KEY_ID"),
         access_key_secret=env.raw("OSS_ACCESS_KEY_SECRET"),

@@ -13,11 +13,18 @@ log = logging.getLogger(__name__)
 def build_remote_store(settings: StorageSettings) -> RemoteStore | None:
     """The configured remote store, or None when outputs stay on local disk.
 
-    Called once at start-up with `Settings.storage`, which is already checked
-    (incomplete OSS config has become "local" there, after one warning).
+    Called once at start-up with `Settings.storage`, which is already checked.
+    Incomplete OSS config (already "local" there) logs one warning here.
 
     :raises StorageError: when the client library refuses the configuration.
     """
+    if settings.oss_missing:
+        missing = settings.oss_missing
+        log.warning(
+            "OSS storage is enabled but %s %s not set; outputs stay on local storage",
+            ", ".join(missing),
+            "is" if len(missing) == 1 else "are",
+        )
     if settings.oss is not None:
         # Imported here so a local-only gateway never pays for oss2 or boto3.
         from .oss import OssStore

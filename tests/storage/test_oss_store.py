@@ -158,9 +158,10 @@ def test_incomplete_config_warns_once_and_uses_local(caplog) -> None:
 
     with caplog.at_level(logging.WARNING):
         storage = Settings.from_env(env).storage
+        store = build_remote_store(storage)
 
+    assert store is None
     assert (storage.provider, storage.oss) == ("local", None)
-    assert build_remote_store(storage) is None
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
@@ -172,6 +173,15 @@ def test_storage_provider_oss_behaves_like_enable_oss(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         assert build_remote_store(Settings.from_env({"STORAGE_PROVIDER": "oss"}).storage) is None
     assert len(caplog.records) == 1
+
+
+def test_reading_incomplete_settings_logs_nothing(caplog) -> None:
+    """gunicorn.conf.py reads settings in the master too; the warning is the worker's, once."""
+    with caplog.at_level(logging.WARNING):
+        storage = Settings.from_env({"ENABLE_OSS": "true", "OSS_BUCKET_NAME": BUCKET}).storage
+
+    assert caplog.records == []
+    assert storage.oss_missing == ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT")
 
 
 @pytest.mark.parametrize(
