@@ -204,9 +204,13 @@ class SqliteRunStore(RunStore):
     def _connect(self) -> sqlite3.Connection:
         # timeout=0: a locked file raises at once, and `_run` waits cooperatively.
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, cached_statements=256)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        if self.checkpoint_interval > 0:
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if self.checkpoint_interval > 0:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            conn.close()  # busy while another process creates the file: `_run` retries
+            raise
         return conn
 
     def _set_up(self, db: sqlite3.Connection) -> None:
@@ -259,8 +263,8 @@ class SqliteRunStore(RunStore):
         deadline = time.monotonic() + self.busy_timeout
         delay = _FIRST_DELAY
         while True:
-            db = self._db()
             try:
+                db = self._db()  # connecting reads the file header, which may be locked too
                 if begin is not None:
                     db.execute(begin)
                 try:

@@ -69,6 +69,24 @@ def test_a_lock_held_too_long_fails_with_a_clear_error(path: str) -> None:
     store.close()
 
 
+def test_opening_waits_while_another_process_is_creating_the_file(path: str) -> None:
+    # Two gunicorn workers opening a new store at once: while the first turns
+    # the new file to WAL, the second cannot even read its header.
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("CREATE TABLE half_made (x)")
+    gevent.spawn_later(0.3, other.execute, "ROLLBACK")
+    started = time.monotonic()
+    try:
+        store = SqliteRunStore(path)
+    finally:
+        other.close()
+    assert time.monotonic() - started >= 0.28
+    assert store.create(RunRecord.new({}))[1]
+    assert store.queued_count() == 1
+    store.close()
+
+
 def test_wal_schema_version_and_parent_folders(tmp_path) -> None:
     path = str(tmp_path / "a" / "b" / "runs.sqlite3")
     SqliteRunStore(path).close()
