@@ -29,10 +29,23 @@ class Background:
 
     def spawn(self, func: Callable[..., Any], *args: Any, name: str = "") -> gevent.Greenlet:
         """Start `func(*args)`; pass plain data, never a request or app context."""
+        greenlet = self._member(func, args, name)
+        greenlet.start()
+        return greenlet
+
+    def spawn_later(
+        self, seconds: float, func: Callable[..., Any], *args: Any, name: str = ""
+    ) -> gevent.Greenlet:
+        """Start `func(*args)` in `seconds`, unless killed before."""
+        greenlet = self._member(func, args, name)
+        greenlet.start_later(seconds)
+        return greenlet
+
+    def _member(self, func: Callable[..., Any], args: tuple, name: str) -> gevent.Greenlet:
         greenlet = gevent.Greenlet(func, *args)
         greenlet.name = f"{self.owner}:{name or getattr(func, '__name__', 'task')}"
         greenlet.link_exception(_log_failure)
-        self.group.start(greenlet)
+        self.group.add(greenlet)
         return greenlet
 
     def kill(self, timeout: float = 2.0) -> None:
