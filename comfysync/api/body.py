@@ -10,6 +10,15 @@ from flask import request
 from ..errors import BadRequest
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(raw: str | bytes) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's reader takes them.
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
 def read_body() -> tuple[Any, dict[str, bytes]]:
     """The JSON body (None when empty) and any uploaded files by field name.
 
@@ -18,7 +27,7 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
     if request.mimetype == "multipart/form-data":
         raw = request.form.get("payload", "")
         try:
-            body = json.loads(raw) if raw else {}
+            body = _loads(raw) if raw else {}
         except ValueError as err:
             raise BadRequest(f"The 'payload' part is not valid JSON: {err}") from err
         files = {name: upload.read() for name, upload in request.files.items()}
@@ -26,7 +35,7 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
     if not request.get_data(cache=True):
         return None, {}
     try:
-        return json.loads(request.get_data(cache=True)), {}
+        return _loads(request.get_data(cache=True)), {}
     except ValueError as err:
         raise BadRequest(f"The request body is not valid JSON: {err}") from err
 

@@ -63,6 +63,7 @@ from .base import (
     RunStoreUnavailable,
     check_changes,
     cursor_seq,
+    dump_json,
     new_attempt,
     seq_cursor,
 )
@@ -320,15 +321,11 @@ return #ids
 _PRUNE_BATCH = 500
 
 
-def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _pairs(values: dict[str, Any]) -> list[str]:
     """Field/value arguments for HSET: each value JSON-encoded."""
     out: list[str] = []
     for name, value in values.items():
-        out += (name, _encode(value))
+        out += (name, dump_json(value))
     return out
 
 
@@ -502,7 +499,7 @@ class RedisRunStore(RunStore):
             record.id,
             max_queued,
             record.idempotency_key or "",
-            _encode(record.body_hash),
+            dump_json(record.body_hash),
             *_pairs(fields),
         )
         outcome = reply[0]
@@ -548,7 +545,7 @@ class RedisRunStore(RunStore):
             self._claim,
             server,
             max(0, limit),
-            _encode(new_attempt(prompt_id, server, now)),
+            dump_json(new_attempt(prompt_id, server, now)),
             *_pairs(changes),
         )
         return self._changed(reply)
@@ -591,7 +588,7 @@ class RedisRunStore(RunStore):
         self._cmd("set", self._key("owner", owner), "1", px=max(1, int(ttl * 1000)))
 
     def adopt(self, owner: str) -> list[RunRecord]:
-        keys, runs = self._call(self._adopt, owner, _encode(owner), _encode(_now()))
+        keys, runs = self._call(self._adopt, owner, dump_json(owner), dump_json(_now()))
         self.waiters.notify(keys)
         return [_record(flat) for flat in runs]
 

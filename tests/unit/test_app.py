@@ -99,3 +99,16 @@ def test_errors_are_json_with_status_code(client) -> None:
     assert response.json["status_code"] == 400
     assert client.get("/api/generate").status_code == 405
     assert client.get("/api/generate").json["status_code"] == 405
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused(client, constant: str) -> None:
+    body = '{"workflow": "one", "patches": {"1": {"cfg": ' + constant + "}}}"
+    response = client.post("/api/generate", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert f"{constant} is not a JSON number" in response.json["error"]
+    multipart = client.post(
+        "/api/generate", data={"payload": body}, content_type="multipart/form-data"
+    )
+    assert multipart.status_code == 400
+    assert "is not a JSON number" in multipart.json["error"]
