@@ -31,6 +31,7 @@ from .greenlets import Background
 from .outputs import OutputFile, list_texts
 from .runs.base import (
     CANCELLED,
+    DISPATCHING,
     FAILED,
     IN_FLIGHT,
     OWNED,
@@ -38,6 +39,7 @@ from .runs.base import (
     RUNNING,
     SUCCESS,
     UPLOADING,
+    Claim,
     RunRecord,
 )
 from .storage.base import StoredFile
@@ -182,6 +184,26 @@ class Dispatcher:
                 self._spawn(record, resumed=False)
                 return True
         return False
+
+    def offer(self) -> Claim | None:
+        """How this process would dispatch a run being created, if it may (see `taken`)."""
+        if self.paused or self._pid != os.getpid():
+            return None
+        backend = self.gateway.backend()
+        return Claim(
+            backend.name,
+            self.owner,
+            self.settings.comfy.max_inflight,
+            str(uuid.uuid4()),
+            backend.client_id,
+        )
+
+    def taken(self, record: RunRecord) -> None:
+        """See through a run the store created claimed for `offer`; otherwise claim runs."""
+        if record.status == DISPATCHING and record.owner == self.owner:
+            self._spawn(record, resumed=False)
+        else:
+            self.kick()
 
     # -- one run ----------------------------------------------------------------
 

@@ -193,13 +193,17 @@ def start_run(
         body_hash=digest,
         progress={"current": 0, "total": len(graph), "message": "queued"},
     )
+    dispatcher = gateway.dispatcher
     try:
-        created = gateway.runs.create(record, max_queued=gateway.settings.runs.max_queued)
+        created, new = gateway.runs.create(
+            record, max_queued=gateway.settings.runs.max_queued, claim=dispatcher.offer()
+        )
     except QueueFull as err:
-        err.headers["Retry-After"] = str(gateway.dispatcher.retry_after())
+        err.headers["Retry-After"] = str(dispatcher.retry_after())
         raise
-    gateway.dispatcher.kick()
-    return created
+    if new:
+        dispatcher.taken(created)
+    return created, new
 
 
 def collect_outputs(

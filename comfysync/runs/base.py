@@ -17,7 +17,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -125,6 +125,16 @@ class RunRecord:
         values.setdefault("updated_at", now)
         return cls(id=str(uuid.uuid4()), request=request, **values)
 
+    def evolve(self, **changes: Any) -> RunRecord:
+        """A shallow copy with `changes`, whose names the caller has checked.
+
+        `dataclasses.replace` re-runs `__init__` over every field: 14 µs a
+        copy, three copies per generation's life in the store; this is 1 µs.
+        """
+        new = object.__new__(RunRecord)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     @property
     def finished(self) -> bool:
         """Whether the run has reached success, failed or cancelled."""
@@ -156,7 +166,7 @@ def apply_changes(record: RunRecord, changes: dict[str, Any], now: float) -> Run
     :raises ValueError: a change names an unknown field or one of FIXED_FIELDS.
     """
     check_changes(changes)
-    return replace(record, **{**changes, "updated_at": now})
+    return record.evolve(**changes, updated_at=now)
 
 
 def check_changes(changes: dict[str, Any]) -> None:
@@ -170,6 +180,17 @@ def check_changes(changes: dict[str, Any]) -> None:
     fixed = changes.keys() & FIXED_FIELDS
     if fixed:
         raise ValueError(f"run field(s) set by the store only: {', '.join(sorted(fixed))}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who would dispatch a new run at once, and where (see `RunStore.create`)."""
+
+    server: str
+    owner: str
+    limit: int  # IN_FLIGHT runs `server` may have at most; 0: no limit
+    prompt_id: str
+    client_id: str
 
 
 def new_attempt(prompt_id: str, server: str, at: float) -> dict[str, Any]:
@@ -257,12 +278,19 @@ class RunStore(ABC):
     # -- records -------------------------------------------------------------
 
     @abstractmethod
-    def create(self, record: RunRecord, *, max_queued: int = 0) -> tuple[RunRecord, bool]:
+    def create(
+        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+    ) -> tuple[RunRecord, bool]:
         """Insert `record` (assigning `seq`); returns (the stored run, whether it is new).
 
         With an `idempotency_key` already in use and the same `body_hash`, the
         existing run comes back with False. A queued record is refused when
         `max_queued` (> 0) runs already wait.
+
+        With `claim`, a store may insert the run claimed (as `claim` would
+        leave it) when `claim.server` has room and no queued run would be
+        claimed before it: one write instead of two for a run that need not
+        wait. A store that does not comes back with the run queued.
 
         :raises IdempotencyConflict: the key was used with another body hash.
         :raises QueueFull: the queue holds `max_queued` runs already.

@@ -56,6 +56,7 @@ from .base import (
     RECORD_FIELDS,
     TERMINAL,
     ChangeWaiters,
+    Claim,
     IdempotencyConflict,
     QueueFull,
     RunRecord,
@@ -492,7 +493,10 @@ class RedisRunStore(RunStore):
 
     # -- records -------------------------------------------------------------------------
 
-    def create(self, record: RunRecord, *, max_queued: int = 0) -> tuple[RunRecord, bool]:
+    def create(
+        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+    ) -> tuple[RunRecord, bool]:
+        # `claim` is not taken up: the run is queued and claimed by a dispatcher.
         fields = {k: v for k, v in vars(record).items() if k != "seq"}
         reply = self._call(
             self._create,

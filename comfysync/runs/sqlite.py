@@ -21,7 +21,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import gevent
@@ -35,6 +34,7 @@ from .base import (
     QUEUED,
     TERMINAL,
     ChangeWaiters,
+    Claim,
     IdempotencyConflict,
     QueueFull,
     RunRecord,
@@ -107,6 +107,11 @@ _COUNT_IN_FLIGHT = f"""SELECT count(*) FROM runs INDEXED BY runs_status
 # queued run on each claim; INDEXED BY walks the queue in its order instead.
 _NEXT_QUEUED = f"""SELECT doc FROM runs INDEXED BY runs_queue
     WHERE status = '{QUEUED}' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1"""
+_ANY_QUEUED = f"""SELECT 1 FROM runs INDEXED BY runs_queue
+    WHERE status = '{QUEUED}' AND not_before <= ? LIMIT 1"""
+# A queued run a claim would take before a new one of this priority.
+_QUEUED_AHEAD = f"""SELECT 1 FROM runs INDEXED BY runs_queue
+    WHERE status = '{QUEUED}' AND priority >= ? AND not_before <= ? LIMIT 1"""
 _COUNT_QUEUED = f"SELECT count(*) FROM runs WHERE status = '{QUEUED}'"
 _POSITION = f"""SELECT (SELECT count(*) FROM runs AS o WHERE o.status = '{QUEUED}'
         AND (o.priority > r.priority OR (o.priority = r.priority AND o.seq < r.seq)))
@@ -252,6 +257,17 @@ class SqliteRunStore(RunStore):
             held.wait(timeout=self.busy_timeout)  # a checkpoint starts the WAL over
         return self._run(op, begin="BEGIN IMMEDIATE")
 
+    def _write_change(
+        self, op: Callable[[sqlite3.Connection], tuple[RunRecord, RunRecord] | None]
+    ) -> RunRecord | None:
+        """`_write` an op that changes one run (old, new) or nothing; tell who waits."""
+        result = self._write(op)
+        if result is None:
+            return None
+        old, new = result
+        self._changed([(old.status, new)])
+        return new
+
     def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return self._run(op, begin=None)
 
@@ -309,7 +325,9 @@ class SqliteRunStore(RunStore):
 
     # -- records -------------------------------------------------------------------------
 
-    def create(self, record: RunRecord, *, max_queued: int = 0) -> tuple[RunRecord, bool]:
+    def create(
+        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+    ) -> tuple[RunRecord, bool]:
         def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
             if record.idempotency_key is not None:
                 row = db.execute(
@@ -320,11 +338,13 @@ class SqliteRunStore(RunStore):
                     if existing.body_hash != record.body_hash:
                         raise IdempotencyConflict()
                     return existing, False
-            if max_queued > 0 and record.status == QUEUED:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+            stored = record.evolve(seq=(row[0] if row else 0) + 1)
+            if claim is not None and record.status == QUEUED and _may_claim_new(db, record, claim):
+                stored = _claimed(stored, claim, time.time())
+            elif max_queued > 0 and record.status == QUEUED:
                 if db.execute(_COUNT_QUEUED).fetchone()[0] >= max_queued:
                     raise QueueFull()
-            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
-            stored = replace(record, seq=(row[0] if row else 0) + 1)
             try:
                 db.execute(
                     """INSERT INTO runs (seq, id, status, priority, created_at, ended_at,
@@ -381,12 +401,7 @@ class SqliteRunStore(RunStore):
             _rewrite(db, old, new)
             return old, new
 
-        result = self._write(op)
-        if result is None:
-            return None
-        old, new = result
-        self._changed([(old.status, new)])
-        return new
+        return self._write_change(op)
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -401,25 +416,16 @@ class SqliteRunStore(RunStore):
             if row is None:
                 return None
             old = RunRecord.from_json(row[0])
-            new = replace(
-                old,
-                status=DISPATCHING,
-                server=server,
-                owner=owner,
-                prompt_id=prompt_id,
-                client_id=client_id,
-                attempts=[*old.attempts, new_attempt(prompt_id, server, now)],
-                updated_at=now,
-            )
+            new = _claimed(old, Claim(server, owner, limit, prompt_id, client_id), now)
             _rewrite(db, old, new)
             return old, new
 
-        result = self._write(op)
-        if result is None:
+        # Most claims find nothing (every queue change wakes each dispatcher,
+        # and the run it woke for was often claimed inline already): a look
+        # without the write lock spares them a write transaction.
+        if self._read(lambda db: db.execute(_ANY_QUEUED, (time.time(),)).fetchone()) is None:
             return None
-        old, new = result
-        self._changed([(old.status, new)])
-        return new
+        return self._write_change(op)
 
     def queue_position(self, run_id: str) -> int | None:
         row = self._read(lambda db: db.execute(_POSITION, (run_id,)).fetchone())
@@ -472,7 +478,7 @@ class SqliteRunStore(RunStore):
             changed = []
             for (doc,) in db.execute(_ORPHANS, (owner, now)).fetchall():
                 old = RunRecord.from_json(doc)
-                new = replace(old, owner=owner, updated_at=now)
+                new = old.evolve(owner=owner, updated_at=now)
                 _rewrite(db, old, new)
                 changed.append((old, new))
             return changed
@@ -544,6 +550,26 @@ class SqliteRunStore(RunStore):
             if conn is not None:
                 conn.close()
         self._conn = self._checkpoint_conn = None
+
+
+def _claimed(record: RunRecord, claim: Claim, now: float) -> RunRecord:
+    return record.evolve(
+        status=DISPATCHING,
+        server=claim.server,
+        owner=claim.owner,
+        prompt_id=claim.prompt_id,
+        client_id=claim.client_id,
+        attempts=[*record.attempts, new_attempt(claim.prompt_id, claim.server, now)],
+        updated_at=now,
+    )
+
+
+def _may_claim_new(db: sqlite3.Connection, record: RunRecord, claim: Claim) -> bool:
+    """Whether `claim` would take this new run next: its server has room, no run is before it."""
+    if claim.limit > 0:
+        if db.execute(_COUNT_IN_FLIGHT, (claim.server,)).fetchone()[0] >= claim.limit:
+            return False
+    return db.execute(_QUEUED_AHEAD, (record.priority, time.time())).fetchone() is None
 
 
 def _rewrite(db: sqlite3.Connection, old: RunRecord, new: RunRecord) -> None:

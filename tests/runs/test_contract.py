@@ -18,6 +18,7 @@ from comfysync.runs import (
     SUBMITTED,
     SUCCESS,
     UPLOADING,
+    Claim,
     IdempotencyConflict,
     QueueFull,
     RunRecord,
@@ -198,6 +199,20 @@ def test_claim_sets_the_attempt_fields(store: RunStore) -> None:
     assert before <= attempt["at"] <= time.time()
     assert claimed.updated_at >= before
     assert store.get(run.id) == claimed
+
+
+def test_a_run_created_with_a_claim_is_claimed_once_either_way(store: RunStore) -> None:
+    offer = Claim("http://c:8188", "worker-9", 0, "pid", "cid")
+    run, new = store.create(RunRecord.new({}), claim=offer)
+    assert new
+    if run.status == QUEUED:  # a store that leaves claiming to the dispatcher
+        run = claim(store, "http://c:8188")
+        assert run is not None
+    assert run.status == DISPATCHING and run.server == "http://c:8188"
+    assert len(run.attempts) == 1 and run.attempts[0]["server"] == "http://c:8188"
+    assert store.get(run.id) == run
+    assert store.queued_count() == 0 and store.in_flight("http://c:8188") == 1
+    assert claim(store, "http://c:8188") is None
 
 
 def test_claim_respects_the_limit_of_each_server(store: RunStore) -> None:

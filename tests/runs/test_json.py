@@ -16,4 +16,3 @@ def test_a_record_round_trips() -> None:
 def test_integers_past_64_bits_are_kept_exactly() -> None:
     value = {"seed": 10**40, "nested": [2**64]}
     assert json.loads(dump_json(value)) == value
-

@@ -10,7 +10,15 @@ import time
 import gevent
 import pytest
 
-from comfysync.runs import RUNNING, RunRecord, RunStoreUnavailable, SqliteRunStore
+from comfysync.runs import (
+    DISPATCHING,
+    QUEUED,
+    RUNNING,
+    Claim,
+    RunRecord,
+    RunStoreUnavailable,
+    SqliteRunStore,
+)
 from comfysync.runs.bus import EVERYTHING, MAX_SOCKET_PATH, bus_folder
 
 
@@ -160,3 +168,39 @@ def test_a_congested_peer_gets_every_change_later(path: str) -> None:
     finally:
         slow.close()
         store.close()
+
+
+def _offer(limit: int = 0) -> Claim:
+    return Claim("gpu", "me", limit, "p-new", "c-1")
+
+
+def test_a_run_that_need_not_wait_is_created_claimed(path: str) -> None:
+    store = SqliteRunStore(path)
+    run, new = store.create(RunRecord.new({}), claim=_offer())
+    assert new and run.status == DISPATCHING
+    assert (run.server, run.owner, run.prompt_id, run.client_id) == ("gpu", "me", "p-new", "c-1")
+    assert [a["prompt_id"] for a in run.attempts] == ["p-new"]
+    assert store.get(run.id) == run
+    assert store.claim("gpu", "x", limit=0, prompt_id="p", client_id="c") is None
+    store.close()
+
+
+def test_a_new_run_is_queued_behind_others_or_past_the_limit(path: str) -> None:
+    store = SqliteRunStore(path)
+    first, _ = store.create(RunRecord.new({}), claim=_offer(limit=1))
+    assert first.status == DISPATCHING
+    full, _ = store.create(RunRecord.new({}), claim=_offer(limit=1))
+    assert full.status == QUEUED  # the server has no room
+    behind, _ = store.create(RunRecord.new({}), claim=_offer())
+    assert behind.status == QUEUED  # `full` was queued first, at the same priority
+    urgent, _ = store.create(RunRecord.new({}, priority=5), claim=_offer())
+    assert urgent.status == DISPATCHING  # nothing queued at its priority or above
+    store.close()
+
+
+def test_a_retry_waiting_for_its_backoff_does_not_hold_new_runs(path: str) -> None:
+    store = SqliteRunStore(path)
+    store.create(RunRecord.new({}, not_before=time.time() + 60))
+    run, _ = store.create(RunRecord.new({}), claim=_offer())
+    assert run.status == DISPATCHING
+    store.close()
