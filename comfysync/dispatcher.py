@@ -84,6 +84,9 @@ class Dispatcher:
         self.owner = owner_id()
         self.background = Background("dispatcher")
         self.executing: dict[str, Event] = {}  # run id -> set it to abandon the prompt
+        # Runs a request of this process holds -> how they ended, once they did:
+        # the holder takes the record from here instead of reading it back.
+        self.held: dict[str, RunRecord | None] = {}
         self.finished_at: deque[float] = deque(maxlen=256)  # for Retry-After estimates
         self.paused = False
         self._pid: int | None = None
@@ -321,8 +324,7 @@ class Dispatcher:
             progress=_progress(record, record.progress.get("total", 0), "done", done=True),
         )
         if done is not None:
-            self.finished_at.append(time.monotonic())
-            self.kick()
+            self._ended(done)
 
     def _progress_listener(
         self, record: RunRecord, marks: dict[str, float], running: list[gevent.Greenlet]
@@ -386,9 +388,15 @@ class Dispatcher:
         if attempts is not None:
             changes["attempts"] = attempts
         changes["progress"] = _progress(record, record.progress.get("total", 0), "failed")
-        if self.store.update(record.id, expect=OWNED, **changes) is not None:
-            self.finished_at.append(time.monotonic())
-            self.kick()
+        failed = self.store.update(record.id, expect=OWNED, **changes)
+        if failed is not None:
+            self._ended(failed)
+
+    def _ended(self, record: RunRecord) -> None:
+        if record.id in self.held:
+            self.held[record.id] = record
+        self.finished_at.append(time.monotonic())
+        self.kick()  # a place is free
 
     # -- asked by requests ---------------------------------------------------------
 

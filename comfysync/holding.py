@@ -78,15 +78,17 @@ def hold(
     if environ is not None and gateway.settings.service.cancel_on_disconnect:
         monitor = DisconnectMonitor.attach(environ, on_gone)
     deadline = time.monotonic() + budget
+    dispatcher = gateway.dispatcher
+    dispatcher.held[record.id] = None
+    current: RunRecord | None = record  # as it was just recorded
     try:
         while True:
-            current = store.get(record.id)
             if current is None:
                 raise NotFound(f"No run {record.id}", run_id=record.id)
             if current.finished:
                 return current
             if gone:
-                gateway.dispatcher.cancel(record.id)
+                dispatcher.cancel(record.id)
                 raise ClientGone(run_id=record.id, prompt_id=current.prompt_id)
             if gateway.released.is_set():
                 raise ShuttingDown(
@@ -99,9 +101,11 @@ def hold(
                 return current
             # A run this process executes wakes its holder once, at its end; one
             # dispatched elsewhere, at each change the store hears of.
-            local = gateway.dispatcher.ends_here(record.id)
+            local = dispatcher.ends_here(record.id)
             key = end_key(record.id) if local else record.id
             store.waiters.wait(key, min(remaining, HOLD_SLICE))
+            current = dispatcher.held.get(record.id) or store.get(record.id)
     finally:
+        dispatcher.held.pop(record.id, None)
         if monitor is not None:
             monitor.stop()
