@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, request
 
 from ..errors import BadRequest, NotFound
 from ..generation import GenerationSpec, start_run
+from ..numbers import parse_whole
 from ..runs.base import QUEUED, STATUSES, seq_cursor
 from ..runs.views import API_STATUS, API_STATUSES, record_body
 from .body import read_body, read_priority
@@ -89,16 +90,16 @@ def list_runs():
     status = request.args.get("status") or None
     if status is not None and status not in API_STATUSES:
         raise BadRequest(f"'status' must be one of {', '.join(API_STATUSES)}", field="status")
-    raw_limit = request.args.get("limit", "20")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
+    limit = parse_whole(request.args.get("limit", "20"))
+    if limit is None or not 1 <= limit <= 100:
         raise BadRequest("'limit' must be a whole number from 1 to 100", field="limit")
     cursor = request.args.get("cursor") or None
     wanted = [s for s in STATUSES if API_STATUS[s] == status] if status else []
     if len(wanted) > 1:
-        records, next_cursor = _merged(store, wanted, int(raw_limit), cursor)
+        records, next_cursor = _merged(store, wanted, limit, cursor)
     else:
         records, next_cursor = store.list_runs(
-            status=wanted[0] if wanted else None, limit=int(raw_limit), cursor=cursor
+            status=wanted[0] if wanted else None, limit=limit, cursor=cursor
         )
     return {"runs": [record_body(r) for r in records], "next_cursor": next_cursor}
 

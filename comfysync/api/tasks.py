@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, request
 from .. import tasks
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
+from ..numbers import parse_whole
 from ..runs.base import QUEUED
 from ..runs.views import task_body
 
@@ -33,10 +34,10 @@ def task_status(prompt_id: str):
 @bp.get("/history")
 def history():
     """The newest finished prompts (`?max_items=`, default 20), newest first."""
-    max_items = request.args.get("max_items", "20")
-    if not max_items.isdigit() or int(max_items) < 1:
-        raise BadRequest("'max_items' must be a positive integer")
-    items = tasks.history(current_app.extensions["comfysync"], int(max_items))
+    max_items = parse_whole(request.args.get("max_items", "20"))
+    if max_items is None or max_items < 1:
+        raise BadRequest("'max_items' must be a positive integer", field="max_items")
+    items = tasks.history(current_app.extensions["comfysync"], max_items)
     return {"status": "success", "history": items}
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from ..numbers import parse_whole
+
 
 class FileRef(TypedDict):
     """One output file as ComfyUI lists it (`executed` frames and `/history`)."""
@@ -127,5 +129,6 @@ def node_sort_key(node_id: str) -> tuple[Any, ...]:
     """Numeric order for ids like "9", "277" and subgraph ids like "12:3"."""
     parts: list[Any] = []
     for part in str(node_id).split(":"):
-        parts.append((0, int(part), "") if part.isdigit() else (1, 0, part))
+        number = parse_whole(part)
+        parts.append((0, number, "") if number is not None else (1, 0, part))
     return tuple(parts)

@@ -24,6 +24,7 @@ from urllib3.exceptions import SSLError
 from comfysync.inputs.decode import check_scheme
 from comfysync.inputs.errors import BlockedAddress, TooLarge, Unreachable
 from comfysync.inputs.settings import InputSettings, IPNetwork
+from comfysync.numbers import parse_whole
 
 Resolver = Callable[[str, int], Sequence[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -226,8 +227,8 @@ class ImageFetcher:
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         limit = self.settings.max_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        declared = parse_whole(response.headers.get("Content-Length", "")) or 0
+        if declared > limit:
             raise _too_large(limit)
         body = bytearray()
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from comfysync.errors import BadRequest
 from comfysync.inputs.decode import SourceKind, classify
+from comfysync.numbers import parse_whole
 from comfysync.params.types import Param, ParamType, Target
 
 PREFIX = "ComfyUIDeployExternal"
@@ -199,5 +200,5 @@ def _number(value: Any, fallback: float) -> float:
 
 
 def _new_id(graph: Mapping[str, Any]) -> str:
-    numeric = [int(k) for k in graph if str(k).isdigit()]
-    return str(max(numeric, default=0) + 1)
+    numbers = (parse_whole(str(k)) for k in graph)
+    return str(max((n for n in numbers if n is not None), default=0) + 1)

@@ -24,6 +24,7 @@ import orjson
 from gevent.event import Event
 
 from ..errors import BadRequest, GatewayError
+from ..numbers import parse_whole
 
 # -- statuses --------------------------------------------------------------
 
@@ -208,9 +209,10 @@ def cursor_seq(cursor: str) -> int:
 
     :raises BadRequest: the cursor was not made by `seq_cursor`.
     """
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
+    seq = parse_whole(cursor)
+    if seq is None:
         raise BadRequest("Invalid cursor", cursor=cursor)
-    return int(cursor)
+    return seq
 
 
 def body_hash(body: Any) -> str:

@@ -112,3 +112,18 @@ def test_non_json_numbers_are_refused(client, constant: str) -> None:
     )
     assert multipart.status_code == 400
     assert "is not a JSON number" in multipart.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/api/history?max_items=%C2%B2", "max_items"),  # "²"
+        ("/api/history?max_items=" + "9" * 5000, "max_items"),
+        ("/api/runs?limit=%D9%A3", "limit"),  # "٣"
+    ],
+)
+def test_query_numbers_in_other_digits_are_400(client, url: str, field: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 400
+    assert response.json["field"] == field
+
