@@ -145,14 +145,15 @@ class ImageFetcher:
         :raises Unreachable: for a malformed URL or a name that does not resolve.
         """
         check_scheme(url)
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise BlockedAddress("only http and https URLs are fetched")
         try:
+            # Both refuse malformed hosts (unbalanced or misused brackets, bad ports).
+            parts = urlsplit(url.strip())
             host, port = parts.hostname, parts.port
         except ValueError as err:
             raise Unreachable(f"malformed URL ({err})") from err
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise BlockedAddress("only http and https URLs are fetched")
         if not host:
             raise Unreachable("the URL has no host")
         port = port or (443 if scheme == "https" else 80)

@@ -204,6 +204,23 @@ def test_unresolvable_host_is_unreachable() -> None:
         ImageFetcher(settings(), resolver=fake_resolver({})).fetch("http://nowhere.test/a.png")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[zzz]/x.png",
+        "http://[::1/x.png",
+        "http://::1]/x.png",
+        "http://[1.2.3.4]/x.png",
+        "http://example.test:99999/x.png",
+        "http://example.test:-1/x.png",
+    ],
+)
+def test_a_malformed_host_or_port_is_refused_as_such(url: str) -> None:
+    fetcher = ImageFetcher(settings(), resolver=fake_resolver({"example.test": ["8.8.8.8"]}))
+    with pytest.raises(Unreachable, match="malformed URL"):
+        fetcher.fetch(url)
+
+
 def test_policy_networks_and_hosts() -> None:
     hosts, networks = to_allow_list("images.corp.test, .cdn.test, 10.8.0.0/16, 192.168.1.5")
     policy = AddressPolicy(hosts, networks)
