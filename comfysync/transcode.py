@@ -71,6 +71,12 @@ class Converted:
 # -- request validation --
 
 
+# The largest side JPEG and PNG encoders take; beyond it a bound means nothing,
+# and a huge one (1e308) overflowed the resize after the prompt had run.
+MAX_DIMENSION = 65535
+_DIMENSIONS = f"from 1 to {MAX_DIMENSION}"
+
+
 def parse_output_options(params: Mapping[str, Any]) -> OutputOptions:
     """Read `output_format`, `quality`, `max_width`, `max_height` and `strip_metadata`.
 
@@ -89,8 +95,8 @@ def parse_output_options(params: Mapping[str, Any]) -> OutputOptions:
     return OutputOptions(
         format=output_format,
         quality=_whole_number(params, "quality", "from 1 to 100", 1, 100) or DEFAULT_QUALITY,
-        max_width=_whole_number(params, "max_width", "greater than 0", 1),
-        max_height=_whole_number(params, "max_height", "greater than 0", 1),
+        max_width=_whole_number(params, "max_width", _DIMENSIONS, 1, MAX_DIMENSION),
+        max_height=_whole_number(params, "max_height", _DIMENSIONS, 1, MAX_DIMENSION),
         strip_metadata=_flag(params, "strip_metadata"),
     )
 

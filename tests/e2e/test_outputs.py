@@ -247,6 +247,8 @@ def test_lossy_formats_carry_the_prompt_unless_stripped(
         ("max_width", 0),
         ("max_width", -16),
         ("max_width", "wide"),
+        ("max_width", 1e308),
+        ("max_width", 10**300),
         ("max_height", 0),
         ("max_height", False),
         ("strip_metadata", "maybe"),
