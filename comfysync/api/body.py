@@ -14,9 +14,33 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Workflows nest five levels deep, bodies around them two more: this is room
+# to spare, and keeps every recursive walk of a body (ours, json's, orjson's
+# 255 levels) far from Python's recursion limit.
+MAX_DEPTH = 64
+
+
 def _loads(raw: str | bytes) -> Any:
-    # NaN and Infinity are not JSON (RFC 8259); Python's reader takes them.
-    return json.loads(raw, parse_constant=_refuse_constant)
+    try:
+        # NaN and Infinity are not JSON (RFC 8259); Python's reader takes them.
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse arrays and objects nested deeper than MAX_DEPTH (without recursing)."""
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= MAX_DEPTH:
+                    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+                pending.append((child, depth + 1))
 
 
 def read_body() -> tuple[Any, dict[str, bytes]]:

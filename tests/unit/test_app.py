@@ -127,3 +127,27 @@ def test_query_numbers_in_other_digits_are_400(client, url: str, field: str) -> 
     assert response.status_code == 400
     assert response.json["field"] == field
 
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,  # deeper than json can read
+        '{"workflow": "one", "patches": {"1": ' + '{"a": ' * 300 + "1" + "}" * 302,
+        '{"workflow_data": ' + "[" * 65 + "]" * 65 + "}",
+    ],
+)
+def test_deeply_nested_bodies_are_400(client, body: str) -> None:
+    response = client.post("/api/generate", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested deeper than 64 levels" in response.json["error"]
+    multipart = client.post(
+        "/api/generate", data={"payload": body}, content_type="multipart/form-data"
+    )
+    assert multipart.status_code == 400
+    assert "nested deeper than 64 levels" in multipart.json["error"]
+
+
+def test_a_body_nested_to_the_limit_is_read(client) -> None:
+    body = '{"workflow": "one", "x": ' + "[" * 63 + "]" * 63 + "}"
+    response = client.post("/api/generate", data=body, content_type="application/json")
+    assert "nested" not in response.json["error"]
