@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
-from flask import request
+import gevent
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from ..errors import BadRequest
+
+_READ_STEP = 1 << 16
+_RECEIVED = "comfysync.body"  # environ key of the body once read
 
 
 def _refuse_constant(name: str) -> Any:
@@ -48,6 +54,7 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
 
     :raises BadRequest: when the body is not valid JSON.
     """
+    receive_body()
     if request.mimetype == "multipart/form-data":
         raw = request.form.get("payload", "")
         try:
@@ -62,6 +69,63 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
         return _loads(request.get_data(cache=True)), {}
     except ValueError as err:
         raise BadRequest(f"The request body is not valid JSON: {err}") from err
+
+
+class _BodyTimedOut(Exception):
+    """BODY_TIMEOUT passed while reading. An Exception, not gevent's Timeout (a
+    BaseException): the server then marks the connection unusable and closes it."""
+
+
+def receive_body() -> bytes:
+    """Read the whole request body once, within MAX_CONTENT_LENGTH and BODY_TIMEOUT.
+
+    Werkzeug then parses it from memory. A chunked body (no Content-Length)
+    past the limit used to be cut there silently and fail as bad JSON.
+
+    :raises RequestEntityTooLarge: more than MAX_CONTENT_LENGTH bytes (413).
+    :raises RequestTimeout: not all there within BODY_TIMEOUT seconds (408).
+    :raises BadRequest: a malformed chunked encoding, or a body cut short.
+    """
+    environ = request.environ
+    received = environ.get(_RECEIVED)
+    if received is not None:
+        return received
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestEntityTooLarge()
+    stream = environ["wsgi.input"]
+    wanted = declared if declared is not None else limit + 1
+    chunks: list[bytes] = []
+    size = 0
+    timeout = current_app.extensions["comfysync"].settings.service.body_timeout
+    try:
+        with gevent.Timeout(timeout, _BodyTimedOut):
+            while size < wanted:
+                chunk = stream.read(min(_READ_STEP, wanted - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except _BodyTimedOut:
+        raise RequestTimeout(f"The request body did not arrive within {timeout:g} s") from None
+    except Exception as err:  # noqa: BLE001 - whatever the server's body reader raises
+        raise BadRequest(
+            f"The request body could not be read ({type(err).__name__}): check its chunked encoding"
+        ) from None
+    if size > limit:
+        # The rest of an endless chunked body must not be drained: a server that
+        # marks the body failed (gunicorn) closes the connection instead.
+        if hasattr(stream, "failed"):
+            stream.failed = True
+        raise RequestEntityTooLarge()
+    if declared is not None and size < declared:
+        raise BadRequest(f"The request body ended after {size} of {declared} bytes")
+    data = b"".join(chunks)
+    environ[_RECEIVED] = data
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(size)
+    return data
 
 
 PRIORITY_LIMIT = 1_000_000

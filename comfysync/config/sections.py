@@ -54,6 +54,7 @@ class ServiceSettings:
     server_base_url: str = ""
     api_keys: tuple[str, ...] = ()
     max_content_length: int = 50 << 20
+    body_timeout: float = 60.0  # seconds to receive a whole request body
     workflows_dir: str = "workflows"
     output_dir: str = "output_images"
     generation_timeout: float = 600.0
@@ -152,6 +153,7 @@ declare(
     "SERVER_BASE_URL",
     "API_KEYS",
     "MAX_CONTENT_LENGTH",
+    "BODY_TIMEOUT",
     "WORKFLOWS_DIR",
     "OUTPUT_DIR",
     "GENERATION_TIMEOUT",
@@ -182,6 +184,7 @@ def read_service(env: Reader) -> ServiceSettings:
         server_base_url=env.get("SERVER_BASE_URL", d.server_base_url, to_http_url),
         api_keys=env.get("API_KEYS", d.api_keys, to_list),
         max_content_length=env.get("MAX_CONTENT_LENGTH", d.max_content_length, to_size),
+        body_timeout=env.get("BODY_TIMEOUT", d.body_timeout, to_positive_float),
         workflows_dir=env.get("WORKFLOWS_DIR", d.workflows_dir, str.strip),
         output_dir=env.get("OUTPUT_DIR", d.output_dir, str.strip),
         generation_timeout=env.get("GENERATION_TIMEOUT", d.generation_timeout, to_positive_float),
