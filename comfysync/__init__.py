@@ -21,7 +21,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
 
     :raises ConfigError: naming the variable whose value is unusable.
     """
-    from . import api, errors
+    from . import api, errors, request_ids
     from .gateway import Gateway
 
     if isinstance(test_config, Settings):
@@ -39,6 +39,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # keep response fields in the documented order
     app.extensions["comfysync"] = Gateway(settings)
+    request_ids.register(app)
     errors.register_error_handlers(app)
     api.register(app)
     return app

@@ -151,3 +151,34 @@ def test_a_body_nested_to_the_limit_is_read(client) -> None:
     body = '{"workflow": "one", "x": ' + "[" * 63 + "]" * 63 + "}"
     response = client.post("/api/generate", data=body, content_type="application/json")
     assert "nested" not in response.json["error"]
+
+
+def test_a_bug_is_a_json_500_logged_with_the_request_id(app, caplog) -> None:
+    def broken():
+        raise KeyError("a bug")
+
+    app.add_url_rule("/api/broken", view_func=broken)
+    client = app.test_client()
+    with caplog.at_level("ERROR", logger="comfysync.errors"):
+        response = client.get("/api/broken", headers={"X-Request-Id": "req-42.a"})
+    assert response.status_code == 500
+    assert response.json == {
+        "status": "error",
+        "error": "Internal error",
+        "error_type": "internal_error",
+        "status_code": 500,
+        "request_id": "req-42.a",
+    }
+    assert response.headers["X-Request-Id"] == "req-42.a"
+    (entry,) = [r for r in caplog.records if r.name == "comfysync.errors"]
+    assert "GET /api/broken (request req-42.a)" in entry.getMessage()
+    assert entry.exc_info is not None and entry.exc_info[0] is KeyError
+
+
+@pytest.mark.parametrize("incoming", [None, "", "has space", "x" * 129, "ünï"])
+def test_every_answer_carries_a_request_id(client, incoming: str | None) -> None:
+    headers = {"X-Request-Id": incoming} if incoming is not None else {}
+    response = client.get("/api/nothing-here", headers=headers)
+    assert response.status_code == 404
+    request_id = response.headers["X-Request-Id"]
+    assert request_id != incoming and len(request_id) == 32
