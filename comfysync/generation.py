@@ -24,6 +24,7 @@ from .storage import upload_all
 from .storage.base import StoredFile
 from .transcode import OutputOptions, parse_output_options
 from .workflows import patching
+from .workflows.files import check_file_inputs
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -128,6 +129,7 @@ def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[
     patching.apply_prompt(graph, spec.prompt, spec.target_node)
     if spec.randomize_seed:
         patching.randomize_seeds(graph)  # before typed inputs, so an explicit seed wins
+    check_file_inputs(graph)  # typed inputs check their own names
     graph = _apply_inputs(gateway, spec, graph)
     patching.check_output_node(graph, spec.output_node_id)
     patching.prefix_outputs(graph, prompt_id)

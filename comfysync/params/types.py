@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from comfysync.inputs.decode import SourceKind, classify
+from comfysync.workflows.files import name_problem
 
 ParamType = Literal["string", "int", "float", "bool", "enum", "image"]
 TYPES: tuple[str, ...] = ("string", "int", "float", "bool", "enum", "image")
@@ -173,10 +174,9 @@ def _to_image(param: Param, value: Any) -> str | bytes:
     if not text:
         raise Invalid("empty")
     if classify(text) is SourceKind.NAME:
-        parts = text.replace("\\", "/").split("/")
-        # A name is resolved inside ComfyUI's input folder: never let it climb out.
-        if text.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-            raise Invalid("a file name must stay inside ComfyUI's input folder")
+        problem = name_problem(text)
+        if problem is not None:
+            raise Invalid(f"must be {problem} in ComfyUI's input folder")
     return text
 
 

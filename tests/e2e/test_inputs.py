@@ -411,7 +411,7 @@ def test_load_image_node_patched_with_a_data_url(gateway: Gateway) -> None:
         (data_url(b"hello, not an image"), "not an image"),
         (data_url(PHOTO, "text/html"), "not an image"),
         ("data:image/png;base64,!!!!", "not an image"),
-        ("../../etc/passwd", "a file name must stay inside ComfyUI's input folder"),
+        ("../../etc/passwd", "must be a file name without folders"),
         ("file:///etc/passwd", "blocked address"),
         ("ftp://127.0.0.1/photo.png", "blocked address"),
     ],
@@ -680,3 +680,65 @@ def test_comfyui_deploy_image_as_multipart_upload(gateway: Gateway) -> None:
     assert response.status_code == 200, response.text
     assert size_of(response.content) == (4, 4)
     assert pixel(response.content) == inverted(PHOTO_COLOR)
+
+
+# -- file names outside ComfyUI's input folder --
+
+ESCAPES = [
+    "/etc/passwd",
+    "../../../etc/hostname",
+    "..\\..\\secret.png",
+    "sub/../../x.png",
+    "ComfyUI_00001_.png [output]",
+    "x.png [temp]",
+    "x.png[input]",
+]
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+@pytest.mark.parametrize("via", ["workflow_data", "patches"])
+def test_a_loader_never_opens_a_file_outside_the_input_folder(
+    shared_gateway: Gateway, shared_sim: Simulator, name: str, via: str
+) -> None:
+    accepted = shared_sim.stats()["prompts_accepted"]
+    graph = json.loads(json.dumps(LOAD_INVERT))
+    if via == "workflow_data":
+        graph["1"]["inputs"]["image"] = name
+        body: dict[str, Any] = {"workflow_data": graph}
+    else:
+        body = {"workflow_data": graph, "patches": {"1": {"inputs": {"image": name}}}}
+    response = shared_gateway.post("/api/generate", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "1.image"
+    assert "input folder" in response.json()["error"]
+    assert shared_sim.stats()["prompts_accepted"] == accepted  # never submitted
+
+
+@pytest.mark.parametrize(
+    ("class_type", "input_name"),
+    [
+        ("LoadImageMask", "image"),
+        ("LoadAudio", "audio"),
+        ("LoadVideo", "file"),
+        ("LoadLatent", "latent"),
+        ("VHS_LoadVideo", "video"),
+    ],
+)
+def test_every_known_loader_is_checked(
+    shared_gateway: Gateway, class_type: str, input_name: str
+) -> None:
+    graph = {
+        "1": {"class_type": class_type, "inputs": {input_name: "/etc/passwd"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}},
+    }
+    response = shared_gateway.post("/api/generate", json={"workflow_data": graph})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == f"1.{input_name}"
+
+
+def test_a_linked_file_name_is_left_to_comfyui(shared_gateway: Gateway) -> None:
+    graph = json.loads(json.dumps(LOAD_INVERT))
+    graph["9"] = {"class_type": "PrimitiveString", "inputs": {"value": "missing.png"}}
+    graph["1"]["inputs"]["image"] = ["9", 0]
+    response = shared_gateway.post("/api/generate", json={"workflow_data": graph})
+    assert "input folder" not in response.text  # whatever ComfyUI makes of it, not refused

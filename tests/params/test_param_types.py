@@ -152,14 +152,19 @@ def test_image_conversion() -> None:
     param = p("image")
     assert convert(param, b"\x89PNG") == b"\x89PNG"
     assert convert(param, " https://example.com/a.png ") == "https://example.com/a.png"
-    assert convert(param, "photos/cat.png") == "photos/cat.png"
+    assert convert(param, " cat.png ") == "cat.png"
     for bad, reason in (
         ("", "empty"),
         (b"", "empty"),
         (5, "image reference"),
-        ("../../etc/passwd", "input folder"),
-        ("/etc/passwd", "input folder"),
-        ("..\\secret.png", "input folder"),
+        ("../../etc/passwd", "without folders"),
+        ("/etc/passwd", "without folders"),
+        ("..\\secret.png", "without folders"),
+        ("photos/cat.png", "without folders"),
+        ("..", "not '..'"),
+        ("C:secret.png", "without ':'"),
+        ("cat.png [output]", "annotation"),
+        ("cat.png [temp]", "annotation"),
     ):
         with pytest.raises(Invalid, match=reason):
             convert(param, bad)
