@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from .comfy.protocol import NodeOutputs, outcome_from_history
+from .comfy.protocol import NodeOutputs, outcome_from_history, redact_paths
 from .images import content_type_for
 from .outputs import list_files, list_texts
 
@@ -74,7 +74,7 @@ def history_item(gateway: Gateway, prompt_id: str, entry: Any) -> dict[str, Any]
     else:
         error = outcome.error or {}
         item["status"] = "error"
-        item["error"] = error.get("exception_message") or "execution failed"
+        item["error"] = redact_paths(error.get("exception_message") or "execution failed")
         item["node_id"] = error.get("node_id")
         item["node_type"] = error.get("node_type")
         item["exception_type"] = error.get("exception_type")

@@ -34,7 +34,7 @@ from ..errors import (
     ComfyValidationError,
     NotFound,
 )
-from .protocol import HistoryEntry
+from .protocol import HistoryEntry, redact_paths
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class ComfyClient:
                 payload = json.loads(response.data)
             except ValueError:
                 payload = {}
-            payload = payload if isinstance(payload, dict) else {}
+            payload = redact_paths(payload if isinstance(payload, dict) else {})
             error = payload.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise ComfyValidationError(
@@ -277,7 +277,7 @@ class ComfyClient:
         raise ComfyBadResponse(
             f"ComfyUI answered POST /prompt with HTTP {response.status}",
             upstream_status=response.status,
-            upstream_body=response.data[:500].decode("utf-8", "replace"),
+            upstream_body=redact_paths(response.data[:500].decode("utf-8", "replace")),
         )
 
     def queue(self) -> dict[str, Any]:

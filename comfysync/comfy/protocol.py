@@ -6,6 +6,7 @@ Both 0.3.x and current releases are covered: the WebSocket messages and the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -132,3 +133,25 @@ def node_sort_key(node_id: str) -> tuple[Any, ...]:
         number = parse_whole(part)
         parts.append((0, number, "") if number is not None else (1, 0, part))
     return tuple(parts)
+
+
+# Absolute paths in ComfyUI's error texts: its tracebacks ("/opt/ComfyUI/execution.py")
+# and exception messages ("No such file or directory: '/srv/data/input/x.png'").
+# Not after ':' '/' or a word character, so URLs and relative names stay.
+_POSIX_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/)+([^\s/'\",]+)")
+_WINDOWS_PATH = re.compile(r"(?<![\w])[A-Za-z]:[\\/](?:[^\s\\/'\"]+[\\/])*([^\s\\/'\",]+)")
+
+
+def redact_paths(value: Any) -> Any:
+    """`value` with every absolute path in its texts cut to the file's name.
+
+    ComfyUI's errors reveal where it is installed and where its data lives;
+    the file name is what a client needs to understand the error.
+    """
+    if isinstance(value, str):
+        return _WINDOWS_PATH.sub(r"\1", _POSIX_PATH.sub(r"\1", value))
+    if isinstance(value, list):
+        return [redact_paths(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_paths(v) for k, v in value.items()}
+    return value

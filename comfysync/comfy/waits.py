@@ -9,7 +9,7 @@ from typing import Any
 from gevent.event import Event
 
 from ..errors import ExecutionFailed, GatewayError, Interrupted
-from .protocol import ExecutionErrorData, Outcome, merge_ui_output
+from .protocol import ExecutionErrorData, Outcome, merge_ui_output, redact_paths
 
 FrameListener = Callable[[str, dict[str, Any]], None]
 
@@ -17,7 +17,7 @@ FrameListener = Callable[[str, dict[str, Any]], None]
 def execution_failed(prompt_id: str, data: ExecutionErrorData) -> ExecutionFailed:
     """The error a client gets when a node raised inside ComfyUI."""
     node_type = data.get("node_type", "")
-    message = data.get("exception_message", "").strip()
+    message = redact_paths(data.get("exception_message", "")).strip()
     return ExecutionFailed(
         f"{node_type or 'A node'} failed: {message}" if message else None,
         prompt_id=prompt_id,
@@ -25,7 +25,7 @@ def execution_failed(prompt_id: str, data: ExecutionErrorData) -> ExecutionFaile
         node_type=node_type,
         exception_type=data.get("exception_type"),
         exception_message=message,
-        traceback=data.get("traceback", []),
+        traceback=redact_paths(data.get("traceback", [])),
     )
 
 

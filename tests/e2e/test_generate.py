@@ -145,6 +145,18 @@ def test_execution_error_is_422_with_node_details(shared_gateway: Gateway) -> No
     assert body["exception_type"]
     assert body["exception_message"]
     assert body["prompt_id"]
+    # ComfyUI's traceback names its files; where it is installed stays private.
+    assert body["traceback"] and all("/opt/ComfyUI" not in line for line in body["traceback"])
+    assert any('File "' in line for line in body["traceback"])
+
+
+def test_validation_errors_do_not_reveal_comfyui_paths(shared_gateway: Gateway) -> None:
+    graph = chain()
+    graph["3"]["inputs"]["images"] = ["42", 0]  # a link to no node: ComfyUI's traceback
+    response = shared_gateway.post("/api/generate", json={"workflow_data": graph})
+    assert response.status_code == 400
+    text = response.text
+    assert "execution.py" in text and "/opt/ComfyUI" not in text
 
 
 @pytest.mark.parametrize(
