@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request, send_file
 
+from ..disposition import content_disposition
 from ..errors import GenerationTimeout
 from ..generation import GenerationSpec, start_run
 from ..holding import RecordedError, hold, wait_budget
@@ -51,13 +52,10 @@ def _run():
 def _file_response(record: RunRecord):
     stored = record.files[0]["stored"]
     response = send_file(
-        stored["local_path"],
-        mimetype=stored["content_type"],
-        as_attachment=True,
-        download_name=stored["key"].rsplit("/", 1)[-1],
-        conditional=False,
-        etag=False,
+        stored["local_path"], mimetype=stored["content_type"], conditional=False, etag=False
     )
+    name = stored["key"].rsplit("/", 1)[-1]
+    response.headers["Content-Disposition"] = content_disposition("attachment", name)
     response.headers["X-Prompt-Id"] = record.prompt_id or ""
     response.headers["X-Run-Id"] = record.id
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, Response, current_app, request
 
 from .. import tasks
+from ..disposition import content_disposition
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
 from ..numbers import parse_whole
 from ..runs.base import QUEUED
 from ..runs.views import task_body
+from ..workflows.files import name_problem
 
 bp = Blueprint("tasks", __name__)
 
@@ -68,11 +72,13 @@ def view():
     kind = request.args.get("type", "output")
     if kind not in ("output", "temp"):
         raise BadRequest("'type' must be 'output' or 'temp'")
-    parts = [p for p in subfolder.replace("\\", "/").split("/") if p]
-    if not filename or "/" in filename or "\\" in filename or ".." in [filename, *parts]:
-        raise BadRequest("Invalid file name")
-    if subfolder.startswith("/"):
-        raise BadRequest("Invalid subfolder")
+    # ComfyUI reads "name [input]" from its input folder whatever `type` says.
+    problem = name_problem(filename) if filename else "a file name"
+    if problem is not None:
+        raise BadRequest(f"'filename' must be {problem}", field="filename")
+    parts = subfolder.replace("\\", "/").split("/")
+    if subfolder.startswith(("/", "\\")) or any(p and name_problem(p) for p in parts):
+        raise BadRequest("'subfolder' must be a relative folder without '..'", field="subfolder")
     upstream = (
         current_app.extensions["comfysync"].backend().client.open_view(filename, subfolder, kind)
     )
@@ -84,11 +90,11 @@ def view():
             upstream.close()
 
     content_type = content_type_for(filename)
-    disposition = f'inline; filename="{filename}"'
+    shown: Literal["inline", "attachment"] = "inline"
     if content_type.startswith(_ACTIVE_TYPES) or "xml" in content_type:
-        content_type, disposition = "application/octet-stream", f'attachment; filename="{filename}"'
+        content_type, shown = "application/octet-stream", "attachment"
     headers = {
-        "Content-Disposition": disposition,
+        "Content-Disposition": content_disposition(shown, filename),
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }

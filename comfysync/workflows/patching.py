@@ -171,11 +171,15 @@ def output_prefix(prompt_id: str, node_id: str, now: float | None = None) -> str
 
 
 def prefix_outputs(graph: Graph, prompt_id: str) -> list[str]:
-    """Point every save node at a fresh prefix; returns the ids of those nodes."""
+    """Point every save node at a fresh prefix; returns the ids of those nodes.
+
+    A prefix linked from another node is replaced too: its text is known only
+    when ComfyUI runs, and it names the files clients download.
+    """
     now = time.time()
     changed = []
     for node_id, node in graph.items():
-        if isinstance(node["inputs"].get("filename_prefix"), str):
+        if "filename_prefix" in node["inputs"]:
             node["inputs"]["filename_prefix"] = output_prefix(prompt_id, node_id, now)
             changed.append(node_id)
     return changed

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
+from urllib.parse import unquote
 
 import pytest
 
-from .harness import Gateway, Simulator
+from .harness import Gateway, Simulator, chain
+from .pictures import inverted, pixel, png
 
 pytestmark = pytest.mark.e2e
 
@@ -109,6 +113,10 @@ def test_history_of_unknown_prompt_is_404(shared_gateway: Gateway) -> None:
         "filename=../x.png&type=output",
         "filename=a.png&type=input",
         "filename=a.png&subfolder=../..",
+        "filename=a.png%20%5Binput%5D&type=output",  # "a.png [input]": ComfyUI's input folder
+        "filename=a.png[temp]",
+        "filename=a.png&subfolder=x:y",
+        "filename=..",
         "",
     ],
 )
@@ -163,3 +171,41 @@ def test_api_keys_guard_every_api_route(shared_sim: Simulator, make_gateway) -> 
     )
     assert generate.status_code == 200
     assert gateway.get(generate.json()["url"]).status_code == 200  # stored files are public
+
+
+def _disposition_name(header: str) -> str:
+    """The file name of a Content-Disposition we built, checked against RFC 6266's grammar."""
+    found = re.fullmatch(
+        r"(?:inline|attachment); filename=\"([\x20\x21\x23-\x5b\x5d-\x7e]*)\""
+        r"(?:; filename\*=UTF-8''([A-Za-z0-9!#$&+.^_`|~%-]+))?",
+        header,
+    )
+    assert found, header
+    return unquote(found[2]) if found[2] else found[1]
+
+
+@pytest.mark.parametrize("name", ['a"; filename=evil.html; x=".png', "zürich 東京.png"])
+def test_view_names_any_file_safely(
+    shared_gateway: Gateway, shared_sim: Simulator, name: str
+) -> None:
+    folder = os.path.join(shared_sim.workdir, "data", "output")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as handle:
+        handle.write(png((2, 2), (1, 2, 3)))
+    response = shared_gateway.get("/api/view", params={"filename": name, "type": "output"})
+    assert response.status_code == 200, response.text
+    assert _disposition_name(response.headers["Content-Disposition"]) == name
+
+
+def test_a_linked_filename_prefix_cannot_name_the_download(shared_gateway: Gateway) -> None:
+    graph = chain(0x405060)
+    graph["9"] = {
+        "class_type": "PrimitiveString",
+        "inputs": {"value": 'x"; filename=evil.html; y="'},
+    }
+    graph["3"]["inputs"]["filename_prefix"] = ["9", 0]
+    response = shared_gateway.post("/api/generate_file", json={"workflow_data": graph})
+    assert response.status_code == 200, response.text
+    name = _disposition_name(response.headers["Content-Disposition"])
+    assert name.endswith(".png") and "evil" not in name
+    assert pixel(response.content) == inverted(0x405060)

@@ -174,7 +174,7 @@ def test_generate_file_sends_the_converted_bytes(gateway: Gateway) -> None:
     response = gateway.post("/api/generate_file", json=body)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "image/webp"
-    assert response.headers["Content-Disposition"].endswith(".webp")
+    assert response.headers["Content-Disposition"].endswith('.webp"')
     assert size_of(response.content) == (32, 16)
 
 
