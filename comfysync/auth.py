@@ -15,7 +15,8 @@ def require_api_key() -> None:
     :raises Unauthorized: when keys are configured and none matches.
     """
     keys: tuple[str, ...] = current_app.extensions["comfysync"].settings.service.api_keys
-    if not keys or request.method == "OPTIONS":
+    # OPTIONS too: answered without a key it told anyone every route's methods.
+    if not keys:
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     supplied = token.strip().encode() if scheme.lower() == "bearer" else b""

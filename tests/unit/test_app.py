@@ -58,6 +58,12 @@ def test_api_keys(tmp_path) -> None:
     assert client.get("/api/workflows").status_code == 401
     assert client.get("/api/workflows", headers={"Authorization": "Bearer k1"}).status_code == 200
     assert client.get("/api/workflows", headers={"Authorization": "Basic k1"}).status_code == 401
+    # OPTIONS is no way around the key (there is no CORS policy to answer for).
+    refused = client.options("/api/generate")
+    assert refused.status_code == 401 and refused.json["status_code"] == 401
+    assert "Allow" not in refused.headers
+    keyed = client.options("/api/generate", headers={"Authorization": "Bearer k1"})
+    assert keyed.status_code == 200
 
 
 def test_mapping_config_ignores_the_process_environment(tmp_path, monkeypatch) -> None:
