@@ -54,7 +54,7 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
 
     :raises BadRequest: when the body is not valid JSON.
     """
-    receive_body()
+    data = receive_body()
     if request.mimetype == "multipart/form-data":
         raw = request.form.get("payload", "")
         try:
@@ -63,10 +63,10 @@ def read_body() -> tuple[Any, dict[str, bytes]]:
             raise BadRequest(f"The 'payload' part is not valid JSON: {err}") from err
         files = {name: upload.read() for name, upload in request.files.items()}
         return body, files
-    if not request.get_data(cache=True):
+    if not data:
         return None, {}
     try:
-        return _loads(request.get_data(cache=True)), {}
+        return _loads(data), {}
     except ValueError as err:
         raise BadRequest(f"The request body is not valid JSON: {err}") from err
 

@@ -107,11 +107,10 @@ _COUNT_IN_FLIGHT = f"""SELECT count(*) FROM runs INDEXED BY runs_status
 # queued run on each claim; INDEXED BY walks the queue in its order instead.
 _NEXT_QUEUED = f"""SELECT doc FROM runs INDEXED BY runs_queue
     WHERE status = '{QUEUED}' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1"""
-_ANY_QUEUED = f"""SELECT 1 FROM runs INDEXED BY runs_queue
-    WHERE status = '{QUEUED}' AND not_before <= ? LIMIT 1"""
-# A queued run a claim would take before a new one of this priority.
-_QUEUED_AHEAD = f"""SELECT 1 FROM runs INDEXED BY runs_queue
+# Whether a claim would take some queued run of at least this priority now.
+_QUEUED_FROM = f"""SELECT 1 FROM runs INDEXED BY runs_queue
     WHERE status = '{QUEUED}' AND priority >= ? AND not_before <= ? LIMIT 1"""
+_ANY_PRIORITY = -(1 << 63)
 _COUNT_QUEUED = f"SELECT count(*) FROM runs WHERE status = '{QUEUED}'"
 _POSITION = f"""SELECT (SELECT count(*) FROM runs AS o WHERE o.status = '{QUEUED}'
         AND (o.priority > r.priority OR (o.priority = r.priority AND o.seq < r.seq)))
@@ -423,7 +422,8 @@ class SqliteRunStore(RunStore):
         # Most claims find nothing (every queue change wakes each dispatcher,
         # and the run it woke for was often claimed inline already): a look
         # without the write lock spares them a write transaction.
-        if self._read(lambda db: db.execute(_ANY_QUEUED, (time.time(),)).fetchone()) is None:
+        anything = (_ANY_PRIORITY, time.time())
+        if self._read(lambda db: db.execute(_QUEUED_FROM, anything).fetchone()) is None:
             return None
         return self._write_change(op)
 
@@ -569,7 +569,7 @@ def _may_claim_new(db: sqlite3.Connection, record: RunRecord, claim: Claim) -> b
     if claim.limit > 0:
         if db.execute(_COUNT_IN_FLIGHT, (claim.server,)).fetchone()[0] >= claim.limit:
             return False
-    return db.execute(_QUEUED_AHEAD, (record.priority, time.time())).fetchone() is None
+    return db.execute(_QUEUED_FROM, (record.priority, time.time())).fetchone() is None
 
 
 def _rewrite(db: sqlite3.Connection, old: RunRecord, new: RunRecord) -> None:
