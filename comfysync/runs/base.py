@@ -16,7 +16,8 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -194,6 +195,79 @@ class Claim:
     client_id: str
 
 
+@dataclass(frozen=True)
+class RunEvent:
+    """One thing that happened to a run, as the store keeps it.
+
+    `seq` counts from 1 within the run, with no gaps: it is the SSE event id
+    a client resumes after. `type` is one of the event names (`queued`,
+    `started`, `progress`, `executed`, `uploading`, `retrying`, `succeeded`,
+    `failed`, `cancelled`); `at` is epoch seconds.
+    """
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    at: float
+
+    def to_json(self) -> str:
+        """The event as the stores keep it (without `seq`, which is its place)."""
+        return dump_json({"type": self.type, "data": self.data, "at": self.at})
+
+    @classmethod
+    def from_json(cls, seq: int, raw: str | bytes) -> RunEvent:
+        value = json.loads(raw)
+        return cls(seq, value["type"], value["data"], value["at"])
+
+
+# An event to append: (type, data); the store numbers and stamps it.
+NewEvent = tuple[str, dict[str, Any]]
+# Events after which a run has nothing more to say.
+FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
+
+PENDING = "pending"
+DELIVERED = "delivered"
+GAVE_UP = "failed"
+
+
+@dataclass
+class Delivery:
+    """One webhook message to one receiver: the outbox entry and its delivery state.
+
+    `id` is the `webhook-id` of every attempt, so a receiver can tell a retry
+    from a new message. `body` is the exact JSON that is signed and sent.
+    """
+
+    id: str
+    run_id: str
+    event: str  # run.succeeded, run.failed, ...
+    url: str
+    body: str
+    created_at: float
+    next_at: float  # when the next attempt is due (while pending)
+    state: str = PENDING  # pending | delivered | failed (gave up)
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+    def to_json(self) -> str:
+        return dump_json(vars(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Delivery:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in DELIVERY_FIELDS})
+
+
+DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
+
+
+def events_key(run_id: str) -> str:
+    """The wake-up key of a run's events."""
+    return run_id + ":events"
+
+
 def new_attempt(prompt_id: str, server: str, at: float) -> dict[str, Any]:
     """The attempt `claim` appends to a run."""
     return {"prompt_id": prompt_id, "server": server, "at": at}
@@ -229,6 +303,7 @@ class ChangeWaiters:
     """
 
     QUEUE = "*queue*"  # the key dispatchers wait on
+    OUTBOX = "*outbox*"  # the key webhook senders wait on
 
     def __init__(self) -> None:
         self._events: dict[str, Event] = {}
@@ -236,10 +311,20 @@ class ChangeWaiters:
 
     def wait(self, key: str, timeout: float) -> bool:
         """Block until `notify(key)` or `timeout` seconds; True when notified."""
+        with self.armed(key) as event:
+            return bool(event.wait(timeout=max(0.0, timeout)))
+
+    @contextmanager
+    def armed(self, key: str) -> Iterator[Event]:
+        """An event the next `notify(key)` sets, from now on.
+
+        Arm before reading what you then wait for: a change made while the
+        read is under way (Redis reads yield to other greenlets) still wakes you.
+        """
         event = self._events.setdefault(key, Event())
         self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
-            return bool(event.wait(timeout=max(0.0, timeout)))
+            yield event
         finally:
             left = self._waiting.pop(key) - 1
             if left:
@@ -281,9 +366,17 @@ class RunStore(ABC):
 
     @abstractmethod
     def create(
-        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+        self,
+        record: RunRecord,
+        *,
+        max_queued: int = 0,
+        claim: Claim | None = None,
+        events: Iterable[NewEvent] = (),
     ) -> tuple[RunRecord, bool]:
         """Insert `record` (assigning `seq`); returns (the stored run, whether it is new).
+
+        `events` are appended to the new run in the same transaction (not to
+        an existing run returned for its idempotency key).
 
         With an `idempotency_key` already in use and the same `body_hash`, the
         existing run comes back with False. A queued record is refused when
@@ -304,14 +397,71 @@ class RunStore(ABC):
 
     @abstractmethod
     def update(
-        self, run_id: str, *, expect: Collection[str] | None = None, **changes: Any
+        self,
+        run_id: str,
+        *,
+        expect: Collection[str] | None = None,
+        events: Iterable[NewEvent] = (),
+        deliveries: Iterable[Delivery] = (),
+        **changes: Any,
     ) -> RunRecord | None:
         """Change fields of a run atomically and return it, `updated_at` stamped.
 
         With `expect`, nothing changes (and None is returned) unless the run's
         current status is one of `expect`: the compare-and-set every state
         transition goes through. None also when the run does not exist.
+        `events` and `deliveries` are added in the same transaction, only when
+        the change is made: a run's end, its final event and its webhooks are
+        recorded together or not at all.
         """
+
+    # -- events -----------------------------------------------------------------
+
+    @abstractmethod
+    def append_events(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Append (run id, type, data) events, of any runs, in one transaction.
+
+        Events of a run that does not exist (pruned) are dropped.
+        """
+
+    @abstractmethod
+    def events(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        """The run's events with `seq` > `after`, oldest first, at most `limit`."""
+
+    @abstractmethod
+    def last_event(self, run_id: str) -> RunEvent | None:
+        """The run's newest event, or None."""
+
+    def wait_for_events(self, run_id: str, timeout: float) -> bool:
+        """Block until the run has new events (from any worker or instance) or `timeout`."""
+        return self.waiters.wait(events_key(run_id), timeout)
+
+    # -- the webhook outbox ----------------------------------------------------------
+
+    @abstractmethod
+    def due_deliveries(self, now: float, *, lease: float, limit: int) -> list[Delivery]:
+        """Take up to `limit` pending deliveries due by `now`, soonest first.
+
+        Each is leased: its `next_at` moves to `now + lease` in the store, so no
+        other sender takes it meanwhile, and a sender that died mid-attempt
+        leaves it due again once the lease is over.
+        """
+
+    @abstractmethod
+    def save_delivery(self, delivery: Delivery) -> None:
+        """Store a delivery's new state (after an attempt, or to send it again)."""
+
+    @abstractmethod
+    def deliveries(self, run_id: str) -> list[Delivery]:
+        """The run's deliveries, oldest first."""
+
+    @abstractmethod
+    def next_delivery_at(self) -> float | None:
+        """When the soonest pending delivery is due, or None when none is pending."""
+
+    def wait_for_deliveries(self, timeout: float) -> bool:
+        """Block until a delivery is added or made due again, or `timeout`."""
+        return self.waiters.wait(ChangeWaiters.OUTBOX, timeout)
 
     # -- the queue ------------------------------------------------------------
 
@@ -361,7 +511,8 @@ class RunStore(ABC):
 
     @abstractmethod
     def prune(self, ended_before: float) -> int:
-        """Delete finished runs that ended before the given time; returns how many."""
+        """Delete finished runs that ended before the given time, with their events and
+        deliveries; returns how many runs."""
 
     # -- wake-ups ---------------------------------------------------------------
 

@@ -22,9 +22,18 @@ round trip. Keys, all under a prefix (`comfysync:` by default):
 - `ended`: terminal runs by `ended_at`, for `prune`.
 - `idem`: a hash from idempotency key to run id.
 - `owner:<owner>`: `1` with a TTL (`SET ... PX`): alive while it exists.
+- `events:<id>`: a list of the run's events, each `RunEvent.to_json` as Python
+  encoded it; an event's `seq` is its 1-based place (RPUSH, LRANGE).
+- `deliveries`: a hash from delivery id to its `Delivery.to_json`.
+- `deliveries:<run id>`: a sorted set of the run's delivery ids by `created_at`.
+- `outbox`: a sorted set of the pending delivery ids by `next_at`. While a
+  delivery is pending its score, not its document, holds `next_at`: a lease
+  moves only the score (a script cannot re-encode the document without
+  rounding its floats), and every read takes `next_at` from there.
 - channel `changes`: every script publishes the ids it changed (and the queue
-  key when `wakes_queue` says so); one subscriber greenlet per process feeds
-  `waiters`. Nothing polls.
+  key when `wakes_queue` says so, a run's `events_key` when it got events, the
+  outbox key when a delivery became pending); one subscriber greenlet per
+  process feeds `waiters`. Nothing polls.
 
 Scripts name their keys from the prefix rather than through KEYS, so this
 needs one Redis server (or a Sentinel-managed primary), not a Redis Cluster.
@@ -38,7 +47,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import gevent
@@ -52,19 +61,24 @@ from .base import (
     DISPATCHING,
     IN_FLIGHT,
     OWNED,
+    PENDING,
     QUEUED,
     RECORD_FIELDS,
     TERMINAL,
     ChangeWaiters,
     Claim,
+    Delivery,
     IdempotencyConflict,
+    NewEvent,
     QueueFull,
+    RunEvent,
     RunRecord,
     RunStore,
     RunStoreUnavailable,
     check_changes,
     cursor_seq,
     dump_json,
+    events_key,
     new_attempt,
     seq_cursor,
 )
@@ -84,6 +98,7 @@ local NOW = ARGV[2]
 local ORIGIN = ARGV[3]
 local QUEUED = '{QUEUED}'
 local QUEUE_KEY = '{ChangeWaiters.QUEUE}'
+local OUTBOX_KEY = '{ChangeWaiters.OUTBOX}'
 local IN_FLIGHT = {_lua_set(IN_FLIGHT)}
 local TERMINAL = {_lua_set(TERMINAL)}
 local OWNED = {_lua_set(OWNED)}
@@ -155,6 +170,28 @@ local function wakes(old, new)
   return new == QUEUED or (old ~= nil and IN_FLIGHT[old] ~= nil and not IN_FLIGHT[new])
 end
 
+-- RPUSH ARGV[first..last] (event documents) to a run's events, in chunks: unpack()
+-- is bounded by Lua's stack.
+local function push_events(id, first, last)
+  for i = first, last, 1000 do
+    redis.call('RPUSH', P .. 'events:' .. id, unpack(ARGV, i, math.min(i + 999, last)))
+  end
+end
+
+-- Store a delivery from the 5 arguments from ARGV[i]: id, run id, created_at,
+-- next_at ('' unless pending), the document.
+local function save_delivery(i)
+  local id, run_id, next_at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  redis.call('HSET', P .. 'deliveries', id, ARGV[i + 4])
+  redis.call('ZADD', P .. 'deliveries:' .. run_id, ARGV[i + 2], id)
+  if next_at ~= '' then
+    redis.call('ZADD', P .. 'outbox', next_at, id)
+  else
+    redis.call('ZREM', P .. 'outbox', id)
+  end
+  return next_at ~= ''
+end
+
 -- Tell every process; the keys also go back to the caller, who wakes its own waiters.
 local function publish(keys)
   if #keys > 0 then
@@ -165,11 +202,14 @@ end
 """
 
 # ARGV: prefix, now, origin, id, max_queued, idempotency key ('' for none), body_hash
-# (JSON), then field/value pairs of the record without seq.
+# (JSON), the run's events key, n, then n event documents, then field/value pairs of
+# the record without seq.
 _CREATE = (
     _PRELUDE
     + """
 local id, max_queued, idem, body_hash = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local events_key, n = ARGV[8], tonumber(ARGV[9])
+local first = 10 + n
 local key = P .. 'run:' .. id
 if idem ~= '' then
   local existing = redis.call('HGET', P .. 'idem', idem)
@@ -184,30 +224,37 @@ if idem ~= '' then
   end
 end
 local f = {}
-for i = 8, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+for i = first, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
 local status = cjson.decode(f.status)
 if status == QUEUED and max_queued > 0 and redis.call('ZCARD', P .. 'queued') >= max_queued then
   return {'full'}
 end
 if redis.call('EXISTS', key) == 1 then return {'exists'} end
 local seq = tostring(redis.call('INCR', P .. 'seq'))
-redis.call('HSET', key, 'seq', seq, unpack(ARGV, 8))
+redis.call('HSET', key, 'seq', seq, unpack(ARGV, first))
 redis.call('ZADD', P .. 'all', seq, id)
 if idem ~= '' then redis.call('HSET', P .. 'idem', idem, id) end
 index(id, {status = status, server = dec(f.server), priority = f.priority, seq = seq,
            ended_at = f.ended_at, not_before = f.not_before})
 local keys = {id}
 if wakes(nil, status) then table.insert(keys, QUEUE_KEY) end
+if n > 0 then
+  push_events(id, 10, first - 1)
+  table.insert(keys, events_key)
+end
 return {'new', redis.call('HGETALL', key), publish(keys)}
 """
 )
 
 # ARGV: prefix, now, origin, id, expected statuses ('*': any; else comma-separated),
-# then field/value pairs (updated_at included).
+# the run's events key, n events, m deliveries, then n event documents, then m
+# deliveries of 5 arguments each (see save_delivery), then field/value pairs
+# (updated_at included).
 _UPDATE = (
     _PRELUDE
     + """
-local id = ARGV[4]
+local id, events_key, n, m = ARGV[4], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local first = 9 + n + 5 * m
 local key = P .. 'run:' .. id
 local old = state(key)
 if not old then return false end
@@ -218,12 +265,87 @@ if ARGV[5] ~= '*' then
   end
   if not ok then return false end
 end
-redis.call('HSET', key, unpack(ARGV, 6))
+redis.call('HSET', key, unpack(ARGV, first))
 local new = state(key)
 reindex(id, old, new)
 local keys = {id}
 if wakes(old.status, new.status) then table.insert(keys, QUEUE_KEY) end
+if n > 0 then
+  push_events(id, 9, 8 + n)
+  table.insert(keys, events_key)
+end
+local pending = false
+for i = 9 + n, first - 1, 5 do
+  if save_delivery(i) then pending = true end
+end
+if pending then table.insert(keys, OUTBOX_KEY) end
 return {publish(keys), redis.call('HGETALL', key)}
+"""
+)
+
+# ARGV: prefix, now, origin, then per run: its id, its events key, n, n event documents.
+# Events of a run without its hash (pruned) are dropped.
+_APPEND = (
+    _PRELUDE
+    + """
+local keys = {}
+local i = 4
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 2])
+  if n > 0 and redis.call('EXISTS', P .. 'run:' .. id) == 1 then
+    push_events(id, i + 3, i + 2 + n)
+    table.insert(keys, ARGV[i + 1])
+  end
+  i = i + 3 + n
+end
+return publish(keys)
+"""
+)
+
+# ARGV: prefix, now, origin, then the 5 arguments of save_delivery. A delivery of a
+# run that is gone (pruned) is dropped: nothing would ever delete its keys.
+_SAVE_DELIVERY = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', P .. 'run:' .. ARGV[5]) == 0 then return {} end
+if save_delivery(4) then return publish({OUTBOX_KEY}) end
+return {}
+"""
+)
+
+# ARGV: prefix, now, origin, due by, leased until, limit. Moves the outbox scores (the
+# pending deliveries' next_at) of the due ones; returns their documents, soonest first.
+_DUE = (
+    _PRELUDE
+    + """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'outbox', '-inf', ARGV[4],
+                               'LIMIT', 0, ARGV[6])) do
+  local doc = redis.call('HGET', P .. 'deliveries', id)
+  if doc then
+    redis.call('ZADD', P .. 'outbox', ARGV[5], id)
+    table.insert(out, doc)
+  else
+    redis.call('ZREM', P .. 'outbox', id)  -- never expected: an entry without its document
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, now, origin, run id. Returns [document, outbox score or ''] of each of
+# the run's deliveries, oldest first: read together, so a lease is never half seen.
+_DELIVERIES = (
+    _PRELUDE
+    + """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'deliveries:' .. ARGV[4], 0, -1)) do
+  local doc = redis.call('HGET', P .. 'deliveries', id)
+  if doc then
+    table.insert(out, {doc, redis.call('ZSCORE', P .. 'outbox', id) or ''})
+  end
+end
+return out
 """
 )
 
@@ -297,7 +419,8 @@ return {publish(changed), out}
 """
 )
 
-# ARGV: prefix, now, origin, ended_before, batch size. Returns how many runs it deleted.
+# ARGV: prefix, now, origin, ended_before, batch size. Deletes the runs with their
+# events and deliveries; returns how many runs it deleted.
 _PRUNE = (
     _PRELUDE
     + """
@@ -314,6 +437,13 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', P .. 'all', id)
     redis.call('DEL', key)
   end
+  redis.call('DEL', P .. 'events:' .. id)
+  local dkey = P .. 'deliveries:' .. id
+  for _, did in ipairs(redis.call('ZRANGE', dkey, 0, -1)) do
+    redis.call('HDEL', P .. 'deliveries', did)
+    redis.call('ZREM', P .. 'outbox', did)
+  end
+  redis.call('DEL', dkey)
   redis.call('ZREM', P .. 'ended', id)
 end
 return #ids
@@ -328,6 +458,23 @@ def _pairs(values: dict[str, Any]) -> list[str]:
     for name, value in values.items():
         out += (name, dump_json(value))
     return out
+
+
+def _event_docs(events: list[NewEvent], at: float) -> list[str]:
+    """Event documents encoded here: cjson would round `at` and the data's floats."""
+    return [RunEvent(0, kind, data, at).to_json() for kind, data in events]
+
+
+def _delivery_args(delivery: Delivery) -> list[str]:
+    """The 5 arguments of the scripts' save_delivery; next_at only when pending."""
+    pending = delivery.state == PENDING
+    return [
+        delivery.id,
+        delivery.run_id,
+        repr(float(delivery.created_at)),
+        repr(float(delivery.next_at)) if pending else "",
+        delivery.to_json(),
+    ]
 
 
 def _record(fields: dict[str, str] | list[str]) -> RunRecord:
@@ -383,6 +530,10 @@ class RedisRunStore(RunStore):
         self._position = self._client.register_script(_POSITION)
         self._adopt = self._client.register_script(_ADOPT)
         self._prune = self._client.register_script(_PRUNE)
+        self._append = self._client.register_script(_APPEND)
+        self._save_delivery = self._client.register_script(_SAVE_DELIVERY)
+        self._due = self._client.register_script(_DUE)
+        self._deliveries = self._client.register_script(_DELIVERIES)
         self._listen_pid = 0
         self._origin = ""  # this process's token in published messages
         self._background: Background | None = None
@@ -494,16 +645,25 @@ class RedisRunStore(RunStore):
     # -- records -------------------------------------------------------------------------
 
     def create(
-        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+        self,
+        record: RunRecord,
+        *,
+        max_queued: int = 0,
+        claim: Claim | None = None,
+        events: Iterable[NewEvent] = (),
     ) -> tuple[RunRecord, bool]:
         # `claim` is not taken up: the run is queued and claimed by a dispatcher.
         fields = {k: v for k, v in vars(record).items() if k != "seq"}
+        docs = _event_docs(list(events), record.created_at)
         reply = self._call(
             self._create,
             record.id,
             max_queued,
             record.idempotency_key or "",
             dump_json(record.body_hash),
+            events_key(record.id),
+            len(docs),
+            *docs,
             *_pairs(fields),
         )
         outcome = reply[0]
@@ -522,14 +682,86 @@ class RedisRunStore(RunStore):
         return _record(fields) if fields else None
 
     def update(
-        self, run_id: str, *, expect: Collection[str] | None = None, **changes: Any
+        self,
+        run_id: str,
+        *,
+        expect: Collection[str] | None = None,
+        events: Iterable[NewEvent] = (),
+        deliveries: Iterable[Delivery] = (),
+        **changes: Any,
     ) -> RunRecord | None:
         check_changes(changes)
-        changes["updated_at"] = _now()
+        changes["updated_at"] = now = _now()
+        docs = _event_docs(list(events), now)
+        outbox = [arg for delivery in deliveries for arg in _delivery_args(delivery)]
         reply = self._call(
-            self._update, run_id, "*" if expect is None else ",".join(expect), *_pairs(changes)
+            self._update,
+            run_id,
+            "*" if expect is None else ",".join(expect),
+            events_key(run_id),
+            len(docs),
+            len(outbox) // 5,
+            *docs,
+            *outbox,
+            *_pairs(changes),
         )
         return self._changed(reply)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def append_events(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        now = _now()
+        by_run: dict[str, list[NewEvent]] = {}
+        for run_id, kind, data in events:
+            by_run.setdefault(run_id, []).append((kind, data))
+        if not by_run:
+            return
+        args: list[Any] = []
+        for run_id, batch in by_run.items():
+            args += (run_id, events_key(run_id), len(batch), *_event_docs(batch, now))
+        self.waiters.notify(self._call(self._append, *args))
+
+    def events(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        after = max(0, after)
+        docs = self._cmd("lrange", self._key("events", run_id), after, after + max(1, limit) - 1)
+        return [RunEvent.from_json(after + i, doc) for i, doc in enumerate(docs, 1)]
+
+    def last_event(self, run_id: str) -> RunEvent | None:
+        # One transaction: an event appended between the two reads would shift the seq.
+        pipe = self._client.pipeline(transaction=True)
+        pipe.llen(self._key("events", run_id))
+        pipe.lindex(self._key("events", run_id), -1)
+        try:
+            count, doc = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+        return None if doc is None else RunEvent.from_json(int(count), doc)
+
+    # -- the webhook outbox -------------------------------------------------------------------
+
+    def due_deliveries(self, now: float, *, lease: float, limit: int) -> list[Delivery]:
+        until = now + lease
+        docs = self._call(self._due, repr(float(now)), repr(float(until)), max(1, limit))
+        taken = [Delivery.from_json(doc) for doc in docs]
+        for delivery in taken:
+            delivery.next_at = until  # the script moved the outbox score, not the document
+        return taken
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        self.waiters.notify(self._call(self._save_delivery, *_delivery_args(delivery)))
+
+    def deliveries(self, run_id: str) -> list[Delivery]:
+        found = []
+        for doc, score in self._call(self._deliveries, run_id):
+            delivery = Delivery.from_json(doc)
+            if score != "":  # pending: the outbox score is its next_at (see the module doc)
+                delivery.next_at = float(score)
+            found.append(delivery)
+        return found
+
+    def next_delivery_at(self) -> float | None:
+        head = self._cmd("zrange", self._key("outbox"), 0, 0, withscores=True)
+        return float(head[0][1]) if head else None
 
     # -- the queue -------------------------------------------------------------------------
 

@@ -31,18 +31,23 @@ from .base import (
     DISPATCHING,
     IN_FLIGHT,
     OWNED,
+    PENDING,
     QUEUED,
     TERMINAL,
     ChangeWaiters,
     Claim,
+    Delivery,
     IdempotencyConflict,
+    NewEvent,
     QueueFull,
+    RunEvent,
     RunRecord,
     RunStore,
     RunStoreUnavailable,
     apply_changes,
     check_changes,
     cursor_seq,
+    events_key,
     new_attempt,
     seq_cursor,
     wakes_queue,
@@ -53,7 +58,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events and deliveries
 
 
 def _in(statuses: Collection[str]) -> str:
@@ -97,6 +102,24 @@ _SCHEMA = (
         owner TEXT NOT NULL PRIMARY KEY,
         expires_at REAL NOT NULL
     )""",
+    # A run's events in order; the primary key finds the newest seq of a run.
+    """CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS deliveries (
+        id TEXT NOT NULL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        next_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        doc TEXT NOT NULL
+    )""",
+    f"""CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at)
+        WHERE state = '{PENDING}'""",
+    "CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries (run_id, created_at)",
 )
 # Columns copied out of the document for the queries; rewritten only when changed.
 _COLUMNS = ("status", "priority", "ended_at", "server", "owner", "not_before")
@@ -118,8 +141,17 @@ _POSITION = f"""SELECT (SELECT count(*) FROM runs AS o WHERE o.status = '{QUEUED
 _ORPHANS = f"""SELECT doc FROM runs INDEXED BY runs_status WHERE status IN {_OWNED}
     AND (owner IS NULL OR (owner != ?
         AND owner NOT IN (SELECT owner FROM owners WHERE expires_at > ?)))"""
-_PRUNE = f"""DELETE FROM runs WHERE seq IN (SELECT seq FROM runs INDEXED BY runs_ended
-    WHERE status IN {_TERMINAL} AND ended_at < ? LIMIT ?)"""
+_PRUNABLE = f"""SELECT seq, id FROM runs INDEXED BY runs_ended
+    WHERE status IN {_TERMINAL} AND ended_at < ? LIMIT ?"""
+# The next event of a run gets the seq after its newest; none for a run that is gone.
+_APPEND_EVENT = """INSERT INTO events (run_id, seq, doc)
+    SELECT ?1, coalesce((SELECT max(seq) FROM events WHERE run_id = ?1), 0) + 1, ?2
+    WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)"""
+_DUE = f"""SELECT doc FROM deliveries INDEXED BY deliveries_due
+    WHERE state = '{PENDING}' AND next_at <= ? ORDER BY next_at LIMIT ?"""
+_SAVE_DELIVERY = """INSERT INTO deliveries (id, run_id, state, next_at, created_at, doc)
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
+    state = excluded.state, next_at = excluded.next_at, doc = excluded.doc"""
 _PRUNE_BATCH = 500
 # How long a checkpoint waits in SQLite's busy handler (in its pool thread) for
 # the write lock and for reads under way; then it is a passive one.
@@ -257,14 +289,17 @@ class SqliteRunStore(RunStore):
         return self._run(op, begin="BEGIN IMMEDIATE")
 
     def _write_change(
-        self, op: Callable[[sqlite3.Connection], tuple[RunRecord, RunRecord] | None]
+        self,
+        op: Callable[[sqlite3.Connection], tuple[RunRecord, RunRecord] | None],
+        also: Iterable[str] = (),
     ) -> RunRecord | None:
-        """`_write` an op that changes one run (old, new) or nothing; tell who waits."""
+        """`_write` an op that changes one run (old, new) or nothing; tell who waits
+        (for the run, and for the keys in `also` once the change was made)."""
         result = self._write(op)
         if result is None:
             return None
         old, new = result
-        self._changed([(old.status, new)])
+        self._changed([(old.status, new)], also)
         return new
 
     def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -303,9 +338,11 @@ class SqliteRunStore(RunStore):
 
     # -- wake-ups ------------------------------------------------------------------------
 
-    def _changed(self, changes: Iterable[tuple[str | None, RunRecord]]) -> None:
+    def _changed(
+        self, changes: Iterable[tuple[str | None, RunRecord]], also: Iterable[str] = ()
+    ) -> None:
         """Wake this process's waiters and every other process's, after a commit."""
-        keys: list[str] = []
+        keys: list[str] = list(also)
         queue = False
         for old_status, record in changes:
             keys.append(record.id)
@@ -325,8 +362,15 @@ class SqliteRunStore(RunStore):
     # -- records -------------------------------------------------------------------------
 
     def create(
-        self, record: RunRecord, *, max_queued: int = 0, claim: Claim | None = None
+        self,
+        record: RunRecord,
+        *,
+        max_queued: int = 0,
+        claim: Claim | None = None,
+        events: Iterable[NewEvent] = (),
     ) -> tuple[RunRecord, bool]:
+        events = list(events)
+
         def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
             if record.idempotency_key is not None:
                 row = db.execute(
@@ -365,11 +409,12 @@ class SqliteRunStore(RunStore):
                 )
             except sqlite3.IntegrityError as err:
                 raise ValueError(f"run {record.id} exists already") from err
+            _insert_events(db, stored.id, events, stored.created_at)
             return stored, True
 
         stored, new = self._write(op)
         if new:
-            self._changed([(None, stored)])
+            self._changed([(None, stored)], [events_key(stored.id)] if events else ())
         return stored, new
 
     def get(self, run_id: str) -> RunRecord | None:
@@ -379,9 +424,20 @@ class SqliteRunStore(RunStore):
         return RunRecord.from_json(row[0]) if row else None
 
     def update(
-        self, run_id: str, *, expect: Collection[str] | None = None, **changes: Any
+        self,
+        run_id: str,
+        *,
+        expect: Collection[str] | None = None,
+        events: Iterable[NewEvent] = (),
+        deliveries: Iterable[Delivery] = (),
+        **changes: Any,
     ) -> RunRecord | None:
         check_changes(changes)
+        events = list(events)
+        deliveries = list(deliveries)
+        also = [events_key(run_id)] if events else []
+        if deliveries:
+            also.append(ChangeWaiters.OUTBOX)
 
         # Read, change and rewrite in Python, not one UPDATE ... json_set(doc, ...)
         # RETURNING doc: that was slower with SQLite 3.40, whose JSON functions parse
@@ -398,9 +454,87 @@ class SqliteRunStore(RunStore):
                 return None
             new = apply_changes(old, changes, time.time())
             _rewrite(db, old, new)
+            _insert_events(db, run_id, events, new.updated_at)
+            for delivery in deliveries:
+                _save_delivery(db, delivery)
             return old, new
 
-        return self._write_change(op)
+        return self._write_change(op, also)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def append_events(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        batch = list(events)
+        if not batch:
+            return
+        now = time.time()
+
+        def op(db: sqlite3.Connection) -> None:
+            db.executemany(
+                _APPEND_EVENT,
+                [(run_id, RunEvent(0, kind, data, now).to_json()) for run_id, kind, data in batch],
+            )
+
+        self._write(op)
+        keys = list(dict.fromkeys(events_key(run_id) for run_id, _, _ in batch))
+        self.waiters.notify(keys)
+        self._bus.publish(keys)
+
+    def events(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT seq, doc FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after, max(1, limit)),
+            ).fetchall()
+        )
+        return [RunEvent.from_json(seq, doc) for seq, doc in rows]
+
+    def last_event(self, run_id: str) -> RunEvent | None:
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT seq, doc FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+            ).fetchone()
+        )
+        return RunEvent.from_json(*row) if row else None
+
+    # -- the webhook outbox -------------------------------------------------------------------
+
+    def due_deliveries(self, now: float, *, lease: float, limit: int) -> list[Delivery]:
+        def op(db: sqlite3.Connection) -> list[Delivery]:
+            taken = []
+            for (doc,) in db.execute(_DUE, (now, max(1, limit))).fetchall():
+                delivery = Delivery.from_json(doc)
+                delivery.next_at = now + lease
+                _save_delivery(db, delivery)
+                taken.append(delivery)
+            return taken
+
+        # Senders look often and mostly find nothing: a look without the write lock first.
+        if self._read(lambda db: db.execute(_DUE, (now, 1)).fetchone()) is None:
+            return []
+        return self._write(op)
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        self._write(lambda db: _save_delivery(db, delivery))
+        if delivery.state == PENDING:
+            self.waiters.notify([ChangeWaiters.OUTBOX])
+            self._bus.publish([ChangeWaiters.OUTBOX])
+
+    def deliveries(self, run_id: str) -> list[Delivery]:
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT doc FROM deliveries WHERE run_id = ? ORDER BY created_at, id", (run_id,)
+            ).fetchall()
+        )
+        return [Delivery.from_json(doc) for (doc,) in rows]
+
+    def next_delivery_at(self) -> float | None:
+        row = self._read(
+            lambda db: db.execute(
+                f"SELECT min(next_at) FROM deliveries WHERE state = '{PENDING}'"
+            ).fetchone()
+        )
+        return row[0] if row else None
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -488,11 +622,17 @@ class SqliteRunStore(RunStore):
         return [new for _, new in changed]
 
     def prune(self, ended_before: float) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            rows = db.execute(_PRUNABLE, (ended_before, _PRUNE_BATCH)).fetchall()
+            db.executemany("DELETE FROM runs WHERE seq = ?", [(seq,) for seq, _ in rows])
+            ids = [(run_id,) for _, run_id in rows]
+            db.executemany("DELETE FROM events WHERE run_id = ?", ids)
+            db.executemany("DELETE FROM deliveries WHERE run_id = ?", ids)
+            return len(rows)
+
         deleted = 0
         while True:
-            count = self._write(
-                lambda db: db.execute(_PRUNE, (ended_before, _PRUNE_BATCH)).rowcount
-            )
+            count = self._write(op)
             deleted += count
             if count < _PRUNE_BATCH:
                 return deleted
@@ -570,6 +710,26 @@ def _may_claim_new(db: sqlite3.Connection, record: RunRecord, claim: Claim) -> b
         if db.execute(_COUNT_IN_FLIGHT, (claim.server,)).fetchone()[0] >= claim.limit:
             return False
     return db.execute(_QUEUED_FROM, (record.priority, time.time())).fetchone() is None
+
+
+def _insert_events(db: sqlite3.Connection, run_id: str, events: list[NewEvent], at: float) -> None:
+    if events:
+        rows = [(run_id, RunEvent(0, kind, data, at).to_json()) for kind, data in events]
+        db.executemany(_APPEND_EVENT, rows)
+
+
+def _save_delivery(db: sqlite3.Connection, delivery: Delivery) -> None:
+    db.execute(
+        _SAVE_DELIVERY,
+        (
+            delivery.id,
+            delivery.run_id,
+            delivery.state,
+            delivery.next_at,
+            delivery.created_at,
+            delivery.to_json(),
+        ),
+    )
 
 
 def _rewrite(db: sqlite3.Connection, old: RunRecord, new: RunRecord) -> None:

@@ -20,6 +20,7 @@ from comfysync.runs import (
     SqliteRunStore,
 )
 from comfysync.runs.bus import EVERYTHING, MAX_SOCKET_PATH, bus_folder
+from comfysync.runs.sqlite import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_wal_schema_version_and_parent_folders(tmp_path) -> None:
     SqliteRunStore(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
