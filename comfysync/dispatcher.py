@@ -26,6 +26,8 @@ from gevent.event import Event
 from .comfy.backend import ComfyBackend
 from .comfy.protocol import Outcome
 from .errors import ComfyUnavailable, GatewayError, GenerationTimeout, NotFound, PromptLost
+from .events.frames import FrameEvents
+from .events.writer import EventWriter
 from .generation import GenerationResult, collect_outputs, phase_ms, store_outputs
 from .greenlets import Background
 from .outputs import OutputFile, list_texts
@@ -40,9 +42,11 @@ from .runs.base import (
     SUCCESS,
     UPLOADING,
     Claim,
+    NewEvent,
     RunRecord,
 )
 from .storage.base import StoredFile
+from .webhooks import outbox
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -88,6 +92,9 @@ class Dispatcher:
         # the holder takes the record from here instead of reading it back.
         self.held: dict[str, RunRecord | None] = {}
         self.finished_at: deque[float] = deque(maxlen=256)  # for Retry-After estimates
+        self.events = EventWriter(self.store)
+        # Run id -> when its last run.progress delivery was made (they are rate-limited).
+        self.progress_sent: dict[str, float] = {}
         self.paused = False
         self._pid: int | None = None
 
@@ -115,6 +122,7 @@ class Dispatcher:
         self.paused = True
         self.background.kill()
         if self._pid == os.getpid():
+            self.events.close()
             try:
                 self.store.heartbeat(self.owner, 0)
             except GatewayError as err:
@@ -202,11 +210,20 @@ class Dispatcher:
         )
 
     def taken(self, record: RunRecord) -> None:
-        """See through a run the store created claimed for `offer`; otherwise claim runs."""
+        """See through a run the store created claimed for `offer`; otherwise claim runs.
+
+        Its `queued` event says where it stands in the gateway's queue.
+        """
         if record.status == DISPATCHING and record.owner == self.owner:
+            self.events.emit(record.id, [("queued", {"position": 0})])
             self._spawn(record, resumed=False)
-        else:
-            self.kick()
+            return
+        try:
+            position = self.store.queue_position(record.id)
+        except GatewayError:
+            position = None
+        self.events.emit(record.id, [("queued", {"position": position})])
+        self.kick()
 
     # -- one run ----------------------------------------------------------------
 
@@ -278,6 +295,7 @@ class Dispatcher:
         uploading = self.store.update(
             record.id,
             expect=IN_FLIGHT,
+            events=[*self.events.take(record.id), ("uploading", {})],
             status=UPLOADING,
             started_at=record.started_at or marks.get("started"),
             files=[_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
@@ -313,26 +331,56 @@ class Dispatcher:
             phase_ms(marks),
             warnings,
         ).to_dict()
-        done = self.store.update(
-            record.id,
-            expect=expect,
-            status=SUCCESS,
-            started_at=record.started_at or marks.get("started"),
-            result=result | {"run_id": record.id},
-            files=[_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
-            ended_at=time.time(),
-            progress=_progress(record, record.progress.get("total", 0), "done", done=True),
-        )
+        answer = result | {"run_id": record.id}
+        changes = {
+            "status": SUCCESS,
+            "started_at": record.started_at or marks.get("started"),
+            "result": answer,
+            "files": [_file_entry(s, f) for s, f in zip(stored, files, strict=True)],
+            "ended_at": time.time(),
+            "progress": _progress(record, record.progress.get("total", 0), "done", done=True),
+        }
+        done = self._end(record, expect, changes, ("succeeded", answer))
         if done is not None:
             self._ended(done)
+
+    def _end(
+        self,
+        record: RunRecord,
+        expect: Collection[str],
+        changes: dict[str, Any],
+        final: NewEvent,
+        *,
+        pending: bool = True,
+    ) -> RunRecord | None:
+        """Record a run's end with its last events and its webhooks, in one write.
+
+        `pending` takes the run's events this process has not written yet
+        (off where another process may be the one watching it).
+        """
+        events = [*self.events.take(record.id), final] if pending else [final]
+        self.progress_sent.pop(record.id, None)
+        return self.store.update(
+            record.id,
+            expect=expect,
+            events=events,
+            deliveries=outbox.on_end(record.evolve(**changes), final[0], self.settings.webhooks),
+            **changes,
+        )
 
     def _progress_listener(
         self, record: RunRecord, marks: dict[str, float], running: list[gevent.Greenlet]
     ) -> Any:
         total = len(record.graph or {})
+        frames = FrameEvents(record.graph)
 
         def on_frame(kind: str, data: dict[str, Any]) -> None:
-            # Called on the WebSocket reader greenlet: the write happens elsewhere.
+            # Called on the WebSocket reader greenlet: writes happen elsewhere.
+            events = frames.on_frame(kind, data)
+            if events:
+                self.events.emit(record.id, events)
+                if events[-1][0] == "progress":
+                    self._progress_webhook(record, events[-1][1])
             if kind == "execution_start" and "started" not in marks:
                 at = marks["started"] = time.time()
                 running.append(
@@ -342,6 +390,24 @@ class Dispatcher:
                 )
 
         return on_frame
+
+    def _progress_webhook(self, record: RunRecord, progress: dict[str, Any]) -> None:
+        """A `run.progress` delivery, at most one per WEBHOOK_PROGRESS_INTERVAL per run."""
+        now = time.monotonic()
+        last = self.progress_sent.get(record.id)
+        if last is not None and now - last < self.settings.webhooks.progress_interval:
+            return
+        delivery = outbox.on_progress(record, progress, self.settings.webhooks)
+        if delivery is None:
+            return
+        self.progress_sent[record.id] = now
+        self.background.spawn(self._save_delivery, delivery, name="progress-webhook")
+
+    def _save_delivery(self, delivery: Any) -> None:
+        try:
+            self.store.save_delivery(delivery)
+        except GatewayError as err:
+            log.warning("run %s: could not record a progress webhook: %s", delivery.run_id, err)
 
     def _started(self, record: RunRecord, total: int, at: float) -> None:
         self.store.update(
@@ -364,6 +430,10 @@ class Dispatcher:
                 self.store.update(
                     record.id,
                     expect=IN_FLIGHT,
+                    events=[
+                        *self.events.take(record.id),
+                        ("retrying", {"attempt": len(attempts), "error": err.error_type}),
+                    ],
                     status=QUEUED,
                     owner=None,
                     not_before=time.time() + delay,
@@ -388,7 +458,7 @@ class Dispatcher:
         if attempts is not None:
             changes["attempts"] = attempts
         changes["progress"] = _progress(record, record.progress.get("total", 0), "failed")
-        failed = self.store.update(record.id, expect=OWNED, **changes)
+        failed = self._end(record, OWNED, changes, ("failed", body))
         if failed is not None:
             self._ended(failed)
 
@@ -419,14 +489,20 @@ class Dispatcher:
             "status_code": 409,
             "run_id": run_id,
         }
-        cancelled = self.store.update(
-            run_id,
-            expect={QUEUED} | IN_FLIGHT,
-            status=CANCELLED,
-            cancel_requested=True,
-            ended_at=time.time(),
-            error=body,
-            progress=_progress(record, record.progress.get("total", 0), "cancelled"),
+        changes = {
+            "status": CANCELLED,
+            "cancel_requested": True,
+            "ended_at": time.time(),
+            "error": body,
+            "progress": _progress(record, record.progress.get("total", 0), "cancelled"),
+        }
+        # Events another process holds for the run come after; streams end at this one.
+        cancelled = self._end(
+            record,
+            {QUEUED} | IN_FLIGHT,
+            changes,
+            ("cancelled", body),
+            pending=run_id in self.executing,
         )
         self.store.waiters.notify([end_key(run_id)])
         if cancelled is None:  # it moved on meanwhile

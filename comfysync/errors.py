@@ -62,6 +62,14 @@ class NotFound(GatewayError):
     description = "Not found"
 
 
+class Conflict(GatewayError):
+    """The request does not fit the resource's current state (a run not ended yet)."""
+
+    code = 409
+    error_type = "conflict"
+    description = "Conflict with the current state"
+
+
 class Interrupted(GatewayError):
     """ComfyUI interrupted the prompt (someone cancelled it) before it finished."""
 

@@ -14,6 +14,7 @@ from .greenlets import Background
 from .inputs import ImageFetcher
 from .runs.factory import build_run_store
 from .storage import LocalDiskStore, RetentionPruner, build_remote_store
+from .webhooks.sender import WebhookSender
 from .workflows.store import WorkflowStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Gateway:
         self.pruner = RetentionPruner(settings.service.output_dir, settings.retention)
         self.runs = build_run_store(settings.runs.data_dir, settings.runs.redis_url)
         self.dispatcher = Dispatcher(self)
+        self.webhooks = WebhookSender(self.runs, settings.webhooks)
         self.shutting_down = False
         self.released = Event()  # set when held requests are answered during shutdown
         self.background = Background("gateway")
@@ -44,6 +46,7 @@ class Gateway:
         for backend in self.backends:
             backend.start()
         self.dispatcher.start()
+        self.webhooks.start()
         self.pruner.start()
 
     def backend(self) -> ComfyBackend:
@@ -70,6 +73,7 @@ class Gateway:
         """Stop background work, give up our runs to the other workers, close connections."""
         self.background.kill()
         self.dispatcher.stop()
+        self.webhooks.stop()
         self.runs.close()
         self.pruner.stop()
         if self.remote is not None:

@@ -23,6 +23,7 @@ from .runs.base import QueueFull, RunRecord, body_hash
 from .storage import upload_all
 from .storage.base import StoredFile
 from .transcode import OutputOptions, parse_output_options
+from .webhooks.target import read_target
 from .workflows import patching
 from .workflows.files import check_file_inputs
 
@@ -177,6 +178,7 @@ def start_run(
         reused idempotency key with another body.
     """
     run_id = str(uuid.uuid4())
+    read_target(body, gateway.settings.webhooks.url)  # a bad webhook is refused up front
     graph = build_graph(gateway, spec, run_id)
     now = time.time()
     digest = None

@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, current_app
 
 from ..auth import require_api_key
 from ..errors import ShuttingDown
-from . import comfy, files, generate, runs, tasks, workflows
+from . import comfy, events, files, generate, runs, tasks, workflows
 
 api = Blueprint("api", __name__, url_prefix="/api")
 api.before_request(require_api_key)
@@ -18,7 +18,7 @@ def _refuse_during_shutdown() -> None:
         raise ShuttingDown("The gateway is shutting down; retry on another instance")
 
 
-for _module in (generate, runs, comfy, workflows, tasks):
+for _module in (generate, runs, events, comfy, workflows, tasks):
     api.register_blueprint(_module.bp)
 
 

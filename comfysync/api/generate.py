@@ -2,7 +2,8 @@
 
 Both record a run and hold the request until it ends. With a wait budget
 (`"wait"` or `Prefer: wait=`) a run still going when it is spent is handed
-off: 202, `Location: /api/status/<run_id>`, and the run goes on.
+off: 202, `Location: /api/status/<run_id>`, and the run goes on. With
+`Accept: text/event-stream` the answer is the run's event stream instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..holding import RecordedError, hold, wait_budget
 from ..runs.base import SUCCESS, RunRecord
 from ..runs.views import record_body
 from .body import read_body, read_priority
+from .events import event_stream, wants_event_stream
 
 bp = Blueprint("generate", __name__)
 
@@ -30,6 +32,11 @@ def _run():
     runs = gateway.settings.runs
     budget = wait_budget(body, request.headers.get("Prefer"), runs.sync_wait_max)
     record, _ = start_run(gateway, spec, body, mode="sync", priority=read_priority(body))
+    if wants_event_stream():
+        # The run's events on this request, ending with the answer; a client that
+        # leaves cancels it when CANCEL_ON_DISCONNECT says so, as a held one would.
+        cancel = gateway.settings.service.cancel_on_disconnect
+        return None, event_stream(gateway, record.id, cancel_on_gone=cancel)
     final = hold(
         gateway,
         record,

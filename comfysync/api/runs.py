@@ -8,11 +8,14 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from ..errors import BadRequest, NotFound
+from ..events.frames import live_view
 from ..generation import GenerationSpec, start_run
 from ..numbers import parse_whole
-from ..runs.base import QUEUED, STATUSES, seq_cursor
+from ..runs.base import IN_FLIGHT, QUEUED, RUNNING, STATUSES, seq_cursor
 from ..runs.views import API_STATUS, API_STATUSES, record_body
+from ..webhooks.outbox import delivery_body
 from .body import read_body, read_priority
+from .events import event_stream, wants_event_stream
 
 bp = Blueprint("runs", __name__)
 
@@ -43,8 +46,13 @@ def _accept() -> tuple[str, int, dict[str, str]]:
 
 @bp.post("/run")
 def create_run():
-    """Queue a run and answer at once with its id; poll `/api/status/<run_id>`."""
+    """Queue a run and answer at once with its id; poll `/api/status/<run_id>`.
+
+    With `Accept: text/event-stream`, the answer is the run's event stream.
+    """
     run_id, code, headers = _accept()
+    if wants_event_stream():
+        return event_stream(current_app.extensions["comfysync"], run_id)
     return {"run_id": run_id}, code, headers
 
 
@@ -61,7 +69,17 @@ def _record_response(run_id: str) -> dict[str, Any]:
     if record is None:
         raise NotFound(f"No run {run_id}", run_id=run_id)
     position = store.queue_position(run_id) if record.status == QUEUED else None
-    return record_body(record, position)
+    body = record_body(record, position)
+    if record.status in IN_FLIGHT:
+        started, progress = live_view(store, run_id)
+        if started:
+            body["status"] = API_STATUS[RUNNING]
+        if progress is not None:
+            body["progress"] = progress
+    webhook = delivery_body(store.deliveries(run_id))
+    if webhook is not None:
+        body["webhook"] = webhook
+    return body
 
 
 @bp.get("/status/<run_id>")

@@ -30,13 +30,17 @@ from .reader import VARIABLES, ConfigError, Reader, declare
 from .sections import (
     DEFAULT_COMFYUI_URL,
     ComfySettings,
+    EventSettings,
     InputSettings,
     RunSettings,
     ServiceSettings,
+    WebhookSettings,
     read_comfy,
+    read_events,
     read_inputs,
     read_runs,
     read_service,
+    read_webhooks,
 )
 from .storage import (
     ClientSettings,
@@ -56,6 +60,7 @@ __all__ = [
     "ClientSettings",
     "ComfySettings",
     "ConfigError",
+    "EventSettings",
     "InputSettings",
     "OssSettings",
     "RetentionSettings",
@@ -65,6 +70,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "UploadSettings",
+    "WebhookSettings",
     "load_env_file",
     "to_bool",
     "to_count",
@@ -93,6 +99,8 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     inputs: InputSettings = field(default_factory=InputSettings)
     runs: RunSettings = field(default_factory=RunSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +118,8 @@ class Settings:
             uploads=read_uploads(reader),
             retention=read_retention(reader),
             runs=read_runs(reader, service.generation_timeout),
+            events=read_events(reader),
+            webhooks=read_webhooks(reader),
         )
 
 

@@ -6,6 +6,8 @@ the variable, so the messages here say only what was expected.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -162,3 +164,16 @@ def to_allow_list(raw: str) -> AllowList:
                 raise ValueError(f"{item!r} is neither a host name nor a CIDR") from None
             hosts.append(name)
     return tuple(hosts), tuple(networks)
+
+
+def to_webhook_secret(raw: str) -> bytes:
+    """A Standard Webhooks secret, `whsec_` and base64 (the prefix is optional): its key bytes."""
+    text = raw.strip()
+    text = text.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 'whsec_' and base64 (as Standard Webhooks makes)") from None
+    if len(key) < 16:
+        raise ValueError("must hold at least 16 bytes of key (24+ base64 characters)")
+    return key

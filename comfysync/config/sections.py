@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .convert import (
     AllowList,
@@ -19,6 +19,7 @@ from .convert import (
     to_redis_url,
     to_seconds_or_zero,
     to_size,
+    to_webhook_secret,
 )
 from .reader import ConfigError, Reader, declare
 
@@ -97,6 +98,28 @@ class InputSettings:
     fetch_concurrency: int = 4
     max_images: int = 8
     allow_hosts: tuple[str, ...] = ()  # host names (".example.com" = subdomains too)
+    allow_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Run events and their Server-Sent Events streams."""
+
+    sse_heartbeat: float = 15.0  # a comment line this often keeps proxies' idle timers alive
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhooks: the default receiver, the signing key, retries and the address policy."""
+
+    url: str = ""  # every run's receiver unless it names its own; empty: none
+    secret: bytes = field(default=b"", repr=False)  # WEBHOOK_SECRET decoded; empty: unsigned
+    retry_hours: float = 24.0
+    retry_base: float = 5.0  # the first retry's delay; doubling after
+    timeout: float = 10.0  # per attempt, connecting and reading
+    concurrency: int = 16  # attempts under way at once, per process
+    progress_interval: float = 2.0  # at most one run.progress per run this often
+    allow_hosts: tuple[str, ...] = ()
     allow_networks: tuple[IPNetwork, ...] = ()
 
 
@@ -267,3 +290,63 @@ def read_inputs(env: Reader) -> InputSettings:
         allow_hosts=hosts,
         allow_networks=networks,
     )
+
+
+declare("SSE_HEARTBEAT")
+
+
+def read_events(env: Reader) -> EventSettings:
+    """Run event streams.
+
+    :raises ConfigError: naming the variable with an unusable value.
+    """
+    d = EventSettings
+    return EventSettings(
+        sse_heartbeat=env.get("SSE_HEARTBEAT", d.sse_heartbeat, to_positive_float),
+    )
+
+
+declare(
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_RETRY_HOURS",
+    "WEBHOOK_RETRY_BASE",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_CONCURRENCY",
+    "WEBHOOK_PROGRESS_INTERVAL",
+    "WEBHOOK_ALLOW_HOSTS",
+)
+
+
+def read_webhooks(env: Reader) -> WebhookSettings:
+    """Webhook deliveries, from the `WEBHOOK_*` variables.
+
+    :raises ConfigError: naming the variable with an unusable value.
+    """
+    d = WebhookSettings
+    no_allow_list: AllowList = ((), ())
+    hosts, networks = env.get("WEBHOOK_ALLOW_HOSTS", no_allow_list, to_allow_list)
+    return WebhookSettings(
+        url=env.get("WEBHOOK_URL", d.url, to_http_url),
+        secret=_secret(env, "WEBHOOK_SECRET"),
+        retry_hours=env.get("WEBHOOK_RETRY_HOURS", d.retry_hours, to_positive_float),
+        retry_base=env.get("WEBHOOK_RETRY_BASE", d.retry_base, to_positive_float),
+        timeout=env.get("WEBHOOK_TIMEOUT", d.timeout, to_positive_float),
+        concurrency=env.get("WEBHOOK_CONCURRENCY", d.concurrency, to_positive_int),
+        progress_interval=env.get(
+            "WEBHOOK_PROGRESS_INTERVAL", d.progress_interval, to_positive_float
+        ),
+        allow_hosts=hosts,
+        allow_networks=networks,
+    )
+
+
+def _secret(env: Reader, name: str) -> bytes:
+    """A webhook signing key; its value never appears in the error (it ends up in logs)."""
+    raw = env.raw(name).strip()
+    if not raw:
+        return b""
+    try:
+        return to_webhook_secret(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} is invalid: {err}") from err

@@ -108,7 +108,7 @@ class ImageFetcher:
         self.settings = settings
         self.policy = AddressPolicy.from_settings(settings)
         self.resolver = resolver
-        self.ca_certs = ca_certs or _default_ca_bundle()
+        self.ca_certs = ca_certs or default_ca_bundle()
         self.timeout = urllib3.Timeout(
             connect=settings.fetch_connect_timeout, read=settings.fetch_timeout
         )
@@ -145,46 +145,13 @@ class ImageFetcher:
         :raises Unreachable: for a malformed URL or a name that does not resolve.
         """
         check_scheme(url)
-        try:
-            # Both refuse malformed hosts (unbalanced or misused brackets, bad ports).
-            parts = urlsplit(url.strip())
-            host, port = parts.hostname, parts.port
-        except ValueError as err:
-            raise Unreachable(f"malformed URL ({err})") from err
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise BlockedAddress("only http and https URLs are fetched")
-        if not host:
-            raise Unreachable("the URL has no host")
-        port = port or (443 if scheme == "https" else 80)
-        try:
-            candidates = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            candidates = list(self.resolver(host, port))
-        if not candidates:
-            raise Unreachable(f"cannot resolve host {host!r}")
-        trusted_name = self.policy.host_allowed(host)
-        for candidate in candidates:
-            try:
-                ip = ipaddress.ip_address(candidate)
-            except ValueError:
-                continue
-            if trusted_name or self.policy.address_allowed(ip):
-                return scheme, host, port, str(ip)
-        # Deliberately vague: naming the internal address would help someone map it.
-        raise BlockedAddress(f"{host!r} resolves to an address that may not be fetched")
+        return pick_address(url, self.policy, self.resolver)
 
     def _request(self, url: str) -> tuple[urllib3.BaseHTTPResponse, urllib3.HTTPConnectionPool]:
         scheme, host, port, ip = self.check(url)
-        pool = self._pinned_pool(scheme, host, port, ip)
-        parts = urlsplit(url.strip())
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        default_port = 443 if scheme == "https" else 80
-        host_header = f"[{host}]" if ":" in host else host
-        if port != default_port:
-            host_header += f":{port}"
+        pool = pinned_pool(scheme, host, port, ip, timeout=self.timeout, ca_certs=self.ca_certs)
         headers = {
-            "Host": host_header,
+            "Host": host_header(scheme, host, port),
             "User-Agent": "comfysync-image-fetch/1",
             "Accept": "image/*",
             # Compressed transfer would let a tiny body inflate past the size cap.
@@ -193,7 +160,7 @@ class ImageFetcher:
         try:
             response = pool.urlopen(
                 "GET",
-                target,
+                request_target(url),
                 headers=headers,
                 redirect=False,
                 retries=False,
@@ -208,23 +175,6 @@ class ImageFetcher:
             pool.close()
             raise Unreachable(f"could not fetch from {host!r} ({type(err).__name__})") from err
         return response, pool
-
-    def _pinned_pool(
-        self, scheme: str, host: str, port: int, ip: str
-    ) -> urllib3.HTTPConnectionPool:
-        if scheme == "https":
-            return urllib3.HTTPSConnectionPool(
-                ip,
-                port,
-                timeout=self.timeout,
-                maxsize=1,
-                retries=False,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=self.ca_certs,
-                server_hostname=host,  # SNI
-                assert_hostname=host,  # certificate must name the host, not the IP
-            )
-        return urllib3.HTTPConnectionPool(ip, port, timeout=self.timeout, maxsize=1, retries=False)
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         limit = self.settings.max_bytes
@@ -246,13 +196,89 @@ class ImageFetcher:
         return bytes(body)
 
 
-def _too_large(limit: int) -> TooLarge:
-    return TooLarge(f"over the limit of {limit} bytes")
+def pick_address(url: str, policy: AddressPolicy, resolver: Resolver) -> tuple[str, str, int, str]:
+    """Resolve an http(s) URL's host and pick an address `policy` allows: (scheme, host, port, ip).
+
+    :raises BlockedAddress: not http(s), or no address of the host may be reached.
+    :raises Unreachable: a malformed URL or a name that does not resolve.
+    """
+    try:
+        # Both refuse malformed hosts (unbalanced or misused brackets, bad ports).
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError as err:
+        raise Unreachable(f"malformed URL ({err})") from err
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise BlockedAddress("only http and https URLs are fetched")
+    if not host:
+        raise Unreachable("the URL has no host")
+    port = port or (443 if scheme == "https" else 80)
+    try:
+        candidates = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        candidates = list(resolver(host, port))
+    if not candidates:
+        raise Unreachable(f"cannot resolve host {host!r}")
+    trusted_name = policy.host_allowed(host)
+    for candidate in candidates:
+        try:
+            ip = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if trusted_name or policy.address_allowed(ip):
+            return scheme, host, port, str(ip)
+    # Deliberately vague: naming the internal address would help someone map it.
+    raise BlockedAddress(f"{host!r} resolves to an address that may not be fetched")
 
 
-def _default_ca_bundle() -> str | None:
+def pinned_pool(
+    scheme: str,
+    host: str,
+    port: int,
+    ip: str,
+    *,
+    timeout: urllib3.Timeout,
+    ca_certs: str | None,
+) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to the checked `ip`, TLS still verified against `host`."""
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            ip,
+            port,
+            timeout=timeout,
+            maxsize=1,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_certs,
+            server_hostname=host,  # SNI
+            assert_hostname=host,  # certificate must name the host, not the IP
+        )
+    return urllib3.HTTPConnectionPool(ip, port, timeout=timeout, maxsize=1, retries=False)
+
+
+def request_target(url: str) -> str:
+    """The path and query of a URL, as the request line names them."""
+    parts = urlsplit(url.strip())
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def host_header(scheme: str, host: str, port: int) -> str:
+    """The Host header for a URL's host and port (the port only when not the default)."""
+    value = f"[{host}]" if ":" in host else host
+    if port != (443 if scheme == "https" else 80):
+        value += f":{port}"
+    return value
+
+
+def default_ca_bundle() -> str | None:
+    """certifi's CA bundle when installed, else None (the system store)."""
     try:
         import certifi
     except ImportError:  # fall back to the system store
         return None
     return certifi.where()
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"over the limit of {limit} bytes")

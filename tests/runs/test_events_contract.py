@@ -24,7 +24,7 @@ def delivery(
         run_id=run_id,
         event="run.succeeded",
         url=url,
-        body='{"type":"run.succeeded","n":%d}' % n,
+        body=f'{{"type":"run.succeeded","n":{n}}}',
         created_at=time.time() + n * 1e-3,
         next_at=next_at,
     )
