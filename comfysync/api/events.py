@@ -76,7 +76,7 @@ def run_event_stream(run_id: str):
 
 
 @bp.post("/run/<run_id>/webhook")
-def resend_webhook(run_id: str) -> dict[str, Any]:
+def resend_webhook(run_id: str) -> tuple[dict[str, Any], int]:
     """Send the run's final webhook again (as a new attempt of the same message)."""
     gateway = current_app.extensions["comfysync"]
     store = gateway.runs
