@@ -126,6 +126,14 @@ class ComfyUnavailable(GatewayError):
     description = "ComfyUI is unreachable"
 
 
+class AnswerLost(ComfyUnavailable):
+    """ComfyUI took a request, but the connection broke before its whole answer arrived.
+
+    For a read, asking again is safe; for `POST /prompt`, ComfyUI may hold
+    the prompt already, so its queue and history are asked first.
+    """
+
+
 class ShuttingDown(GatewayError):
     """The gateway is stopping; the prompt keeps running in ComfyUI."""
 

@@ -18,7 +18,7 @@ import gevent
 from gevent.event import Event
 
 from ..config import Settings
-from ..errors import ClientGone, GatewayError, GenerationTimeout
+from ..errors import AnswerLost, ClientGone, GatewayError, GenerationTimeout
 from ..outputs import OutputCopier
 from ..storage.local import LocalDiskStore
 from .client import ComfyClient
@@ -147,12 +147,19 @@ class ComfyBackend:
         if abandon is not None:
             abandon.rawlink(on_abandon)
         try:
+            unsure = graph is None  # submitted before: ComfyUI says how it stands
             if graph is not None:
-                self.client.submit(graph, prompt_id, self.client_id)
+                try:
+                    self.client.submit(graph, prompt_id, self.client_id)
+                except AnswerLost as err:
+                    # ComfyUI may hold the prompt: never send it twice. Its queue and
+                    # history say; a prompt it does not know is lost and retried.
+                    log.warning("prompt %s: %s; asking ComfyUI whether it has it", prompt_id, err)
+                    wait.gap = unsure = True
             wait.submitted = True
             if on_submitted is not None:
                 on_submitted()
-            if graph is None:
+            if unsure:
                 wait.done.set()  # nothing to wait for before asking ComfyUI
             return self._await(wait, deadline)
         finally:

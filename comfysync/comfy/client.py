@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,11 +24,13 @@ from urllib3.exceptions import (
     HTTPError,
     MaxRetryError,
     NewConnectionError,
+    ProtocolError,
     ReadTimeoutError,
 )
 from urllib3.util import Retry, Timeout, make_headers
 
 from ..errors import (
+    AnswerLost,
     ComfyBadResponse,
     ComfyUnavailable,
     ComfyValidationError,
@@ -117,18 +119,51 @@ def _reason(err: Exception) -> str:
 
 
 class ViewStream:
-    """An open `GET /view` response: its headers, its bytes in chunks, and close()."""
+    """An open `GET /view` response: its headers, its bytes in chunks, and close().
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, filename: str) -> None:
+    When the connection breaks mid-file, the file is asked for again (up to
+    `reopen_limit` times) and continues where it broke: what was already
+    read is skipped, so the reader gets every byte exactly once.
+    """
+
+    reopen_limit = 2
+
+    def __init__(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        filename: str,
+        reopen: Callable[[], urllib3.BaseHTTPResponse] | None = None,
+    ) -> None:
         self.response = response
         self.headers = response.headers
         self.filename = filename
+        self.reopen = reopen
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self.response.stream(CHUNK, decode_content=False)
-        except HTTPError as err:
-            raise ComfyUnavailable(f"reading {self.filename!r} from ComfyUI failed: {err}") from err
+        read = 0  # bytes handed to the reader
+        skip = 0  # bytes of a re-asked file the reader has already had
+        reopened = 0
+        while True:
+            try:
+                for chunk in self.response.stream(CHUNK, decode_content=False):
+                    if skip:
+                        cut, skip = min(skip, len(chunk)), skip - min(skip, len(chunk))
+                        chunk = chunk[cut:]
+                        if not chunk:
+                            continue
+                    read += len(chunk)
+                    yield chunk
+                return
+            except HTTPError as err:
+                if self.reopen is None or reopened >= self.reopen_limit:
+                    raise ComfyUnavailable(
+                        f"reading {self.filename!r} from ComfyUI failed: {err}"
+                    ) from err
+                reopened += 1
+                log.info("reading %r broke after %d bytes; asking again", self.filename, read)
+                self.close()
+                self.response = self.reopen()
+                skip = read
 
     def close(self) -> None:
         """Give the connection back; one with unread body bytes is closed first."""
@@ -215,19 +250,32 @@ class ComfyClient:
         pool: urllib3.HTTPConnectionPool | None = None,
         **kwargs: Any,
     ) -> urllib3.BaseHTTPResponse:
+        """One call; a GET whose answer was cut is asked again once, on a fresh connection.
+
+        :raises AnswerLost: the connection broke after the request went out.
+        :raises ComfyUnavailable: no connection, or no answer in time.
+        """
         url = self._path + path + ("?" + urlencode(params) if params else "")
-        try:
-            return (pool or self.pool).urlopen(method, url, **kwargs)
-        except (MaxRetryError, HTTPError) as err:
-            cause = err.reason if isinstance(err, MaxRetryError) and err.reason else err
-            timed_out = isinstance(cause, ReadTimeoutError) or (
-                isinstance(cause, ConnectTimeoutError) and not isinstance(cause, NewConnectionError)
-            )
-            if timed_out:
-                raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} in time") from err
-            raise ComfyUnavailable(
-                f"ComfyUI is unreachable at {self.base_url} ({_reason(cause)})"
-            ) from err
+        for attempt in (1, 2):
+            try:
+                return (pool or self.pool).urlopen(method, url, **kwargs)
+            except (MaxRetryError, HTTPError) as err:
+                failure = self._failure(method, path, err)
+                if not (isinstance(failure, AnswerLost) and method == "GET" and attempt == 1):
+                    raise failure from err
+                log.info("%s %s: the answer was cut (%s); asking again", method, path, failure)
+        raise AssertionError("unreachable")
+
+    def _failure(self, method: str, path: str, err: Exception) -> ComfyUnavailable:
+        cause = err.reason if isinstance(err, MaxRetryError) and err.reason else err
+        timed_out = isinstance(cause, ReadTimeoutError) or (
+            isinstance(cause, ConnectTimeoutError) and not isinstance(cause, NewConnectionError)
+        )
+        if timed_out:
+            return ComfyUnavailable(f"ComfyUI did not answer {method} {path} in time")
+        if isinstance(cause, ProtocolError):
+            return AnswerLost(f"the connection to ComfyUI broke during {method} {path}")
+        return ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({_reason(cause)})")
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
@@ -339,11 +387,26 @@ class ComfyClient:
         :raises NotFound: when ComfyUI has no such file.
         """
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
-        response = self._request(
-            "GET", "/view", params, self.results, preload_content=False, decode_content=False
-        )
+
+        def request() -> urllib3.BaseHTTPResponse:
+            return self._request(
+                "GET", "/view", params, self.results, preload_content=False, decode_content=False
+            )
+
+        def reopen() -> urllib3.BaseHTTPResponse:
+            response = request()
+            if response.status != 200:
+                response.drain_conn()
+                response.release_conn()
+                raise ComfyBadResponse(
+                    f"ComfyUI answered /view for {filename!r} with HTTP {response.status}",
+                    upstream_status=response.status,
+                )
+            return response
+
+        response = request()
         if response.status == 200:
-            return ViewStream(response, filename)
+            return ViewStream(response, filename, reopen)
         response.drain_conn()
         response.release_conn()
         if response.status in (400, 404):

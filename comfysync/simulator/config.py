@@ -23,6 +23,20 @@ class FailRule:
 
 
 @dataclass
+class CutRule:
+    """Serve the next `count` requests to `path`, then cut the connection mid-answer.
+
+    The work is done (a prompt is queued, a file read); the client gets no
+    answer (`body_bytes` None) or the headers and the first `body_bytes`
+    bytes of the body: a network that drops at the worst moment.
+    """
+
+    path: str
+    body_bytes: int | None = None
+    count: int = 1
+
+
+@dataclass
 class SimConfig:
     """Everything that shapes the simulator; most fields can change at run time."""
 
@@ -34,6 +48,7 @@ class SimConfig:
     job_duration_ms: tuple[float, float] = (0.0, 0.0)
     http_delay_ms: dict[str, float] = field(default_factory=dict)
     fail: list[FailRule] = field(default_factory=list)
+    cut: list[CutRule] = field(default_factory=list)
     preview_method: str = "none"
     # Test hook: output nodes listed here are validated/executed first, in this order.
     # Real ComfyUI iterates a Python set here, so the order is arbitrary but fixed per process.
@@ -77,6 +92,9 @@ class SimConfig:
             elif key == "fail":
                 rules = value if isinstance(value, list) else [value] if value else []
                 self.fail = [FailRule(**r) for r in rules]
+            elif key == "cut":
+                rules = value if isinstance(value, list) else [value] if value else []
+                self.cut = [CutRule(**r) for r in rules]
             elif key == "preview_method":
                 self.preview_method = str(value)
             elif key == "output_order":
@@ -96,6 +114,7 @@ class SimConfig:
             "job_duration_ms": list(self.job_duration_ms),
             "http_delay_ms": dict(self.http_delay_ms),
             "fail": [vars(r) for r in self.fail],
+            "cut": [vars(r) for r in self.cut],
             "preview_method": self.preview_method,
             "output_order": list(self.output_order),
             "thread_pixels": self.thread_pixels,

@@ -152,6 +152,11 @@ class Simulator:
                 rule.count -= 1
                 self.cfg.fail = [r for r in self.cfg.fail if r.count > 0]
                 return web.Response(status=rule.status, text=rule.body or None)
+        for cut in self.cfg.cut:
+            if cut.count > 0 and cut.path in (plain, path):
+                cut.count -= 1
+                self.cfg.cut = [r for r in self.cfg.cut if r.count > 0]
+                return await self._cut_answer(request, await handler(request), cut.body_bytes)
         if isinstance(request.match_info.http_exception, web.HTTPNotFound):
             # ComfyUI's catch-all static route answers unknown paths with an empty chunked 404.
             resp = web.StreamResponse(status=404)
@@ -166,6 +171,25 @@ class Simulator:
         if origin and _is_loopback(host) and urlparse(origin).netloc.lower() != host.lower():
             return web.Response(status=403)
         return await handler(request)
+
+    async def _cut_answer(
+        self, request: web.Request, response: web.StreamResponse, body_bytes: int | None
+    ) -> web.StreamResponse:
+        """Send none of `response`, or its headers and `body_bytes` of its body, then hang up."""
+        transport = request.transport
+        assert transport is not None
+        if body_bytes is not None:
+            body = response.body if isinstance(response, web.Response) else None
+            if not isinstance(body, bytes):
+                raise web.HTTPInternalServerError(text="cut rules cut in-memory answers only")
+            head = [f"HTTP/1.1 {response.status} {response.reason}"]
+            own = ("Content-Length", "Content-Type")
+            head += [f"{k}: {v}" for k, v in response.headers.items() if k not in own]
+            head += [f"Content-Type: {response.content_type}", f"Content-Length: {len(body)}"]
+            transport.write(("\r\n".join(head) + "\r\n\r\n").encode() + body[:body_bytes])
+        transport.close()
+        # The connection is gone; aiohttp drops whatever is returned now.
+        raise asyncio.CancelledError
 
     # -- websocket -----------------------------------------------------------------------
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
