@@ -21,7 +21,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
 
     :raises ConfigError: naming the variable whose value is unusable.
     """
-    from . import api, errors, request_ids
+    from . import api, cors, errors, request_ids
     from .gateway import Gateway
 
     if isinstance(test_config, Settings):
@@ -40,6 +40,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         app.json.sort_keys = False  # keep response fields in the documented order
     app.extensions["comfysync"] = Gateway(settings)
     request_ids.register(app)
+    cors.register(app)
     errors.register_error_handlers(app)
     api.register(app)
     return app

@@ -177,3 +177,17 @@ def to_webhook_secret(raw: str) -> bytes:
     if len(key) < 16:
         raise ValueError("must hold at least 16 bytes of key (24+ base64 characters)")
     return key
+
+
+def to_origins(raw: str) -> tuple[str, ...]:
+    """`CORS_ORIGINS`: `*`, or origins as browsers send them (`https://app.example.com`)."""
+    origins = []
+    for item in to_list(raw):
+        if item == "*":
+            origins.append(item)
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)

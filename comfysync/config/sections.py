@@ -13,6 +13,7 @@ from .convert import (
     to_http_url,
     to_list,
     to_log_level,
+    to_origins,
     to_port,
     to_positive_float,
     to_positive_int,
@@ -54,6 +55,7 @@ class ServiceSettings:
     log_workflows: bool = False
     server_base_url: str = ""
     api_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # origins, lower case, or "*"; empty: no CORS
     max_content_length: int = 50 << 20
     body_timeout: float = 60.0  # seconds to receive a whole request body
     workflows_dir: str = "workflows"
@@ -175,6 +177,7 @@ declare(
     "LOG_WORKFLOWS",
     "SERVER_BASE_URL",
     "API_KEYS",
+    "CORS_ORIGINS",
     "MAX_CONTENT_LENGTH",
     "BODY_TIMEOUT",
     "WORKFLOWS_DIR",
@@ -206,6 +209,7 @@ def read_service(env: Reader) -> ServiceSettings:
         log_workflows=env.get("LOG_WORKFLOWS", d.log_workflows, to_bool),
         server_base_url=env.get("SERVER_BASE_URL", d.server_base_url, to_http_url),
         api_keys=env.get("API_KEYS", d.api_keys, to_list),
+        cors_origins=env.get("CORS_ORIGINS", d.cors_origins, to_origins),
         max_content_length=env.get("MAX_CONTENT_LENGTH", d.max_content_length, to_size),
         body_timeout=env.get("BODY_TIMEOUT", d.body_timeout, to_positive_float),
         workflows_dir=env.get("WORKFLOWS_DIR", d.workflows_dir, str.strip),

@@ -188,3 +188,84 @@ def test_every_answer_carries_a_request_id(client, incoming: str | None) -> None
     assert response.status_code == 404
     request_id = response.headers["X-Request-Id"]
     assert request_id != incoming and len(request_id) == 32
+
+
+def _cors_app(tmp_path, origins: str, keys: str = "k1"):
+    return create_app(
+        {
+            "WORKFLOWS_DIR": str(tmp_path),
+            "OUTPUT_DIR": str(tmp_path / "out"),
+            "DATA_DIR": str(tmp_path / "data"),
+            "COMFYUI_URL": "http://127.0.0.1:9",
+            "API_KEYS": keys,
+            "CORS_ORIGINS": origins,
+        }
+    ).test_client()
+
+
+def _preflight(client, origin: str, headers: str = "authorization, content-type"):
+    return client.options(
+        "/api/generate",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": headers,
+        },
+    )
+
+
+def test_cors_preflight_for_a_listed_origin_needs_no_key(tmp_path) -> None:
+    client = _cors_app(tmp_path, "https://www.figma.com, http://localhost:3000")
+    answer = _preflight(client, "https://www.figma.com")
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://www.figma.com"
+    assert "POST" in answer.headers["Access-Control-Allow-Methods"]
+    assert answer.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+    assert "Access-Control-Allow-Credentials" not in answer.headers
+    assert "Origin" in answer.headers["Vary"]
+    # The real request still needs its key, and carries the CORS headers either way.
+    refused = client.get("/api/workflows", headers={"Origin": "https://www.figma.com"})
+    assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://www.figma.com"
+    ok = client.get(
+        "/api/workflows",
+        headers={"Origin": "http://localhost:3000", "Authorization": "Bearer k1"},
+    )
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Run-Id" in ok.headers["Access-Control-Expose-Headers"]
+
+
+def test_cors_refuses_other_origins_and_headers(tmp_path) -> None:
+    client = _cors_app(tmp_path, "https://www.figma.com")
+    other = _preflight(client, "https://evil.example")
+    assert other.status_code == 403 and other.json["error_type"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in other.headers
+    odd = _preflight(client, "https://www.figma.com", "x-forwarded-for")
+    assert odd.status_code == 403
+    answer = client.get(
+        "/api/workflows", headers={"Origin": "https://evil.example", "Authorization": "Bearer k1"}
+    )
+    assert answer.status_code == 200 and "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_cors_star_never_comes_with_credentials(tmp_path) -> None:
+    client = _cors_app(tmp_path, "*")
+    answer = _preflight(client, "https://anywhere.example")
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in answer.headers
+
+
+def test_without_cors_origins_a_preflight_is_just_an_unkeyed_options(tmp_path) -> None:
+    client = _cors_app(tmp_path, "")
+    answer = _preflight(client, "https://www.figma.com")
+    assert answer.status_code == 401 and "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize("value", ["figma.com", "https://x.com/path", "ftp://x.com"])
+def test_cors_origins_must_be_origins(tmp_path, value) -> None:
+    from comfysync.config import ConfigError
+
+    with pytest.raises(ConfigError, match="CORS_ORIGINS"):
+        _cors_app(tmp_path, value)
