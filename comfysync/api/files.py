@@ -1,8 +1,14 @@
-"""`GET /output_images/<file>`: outputs kept on local disk, served by the gateway."""
+"""`GET /output_images/<file>`: outputs kept on local disk, served by the gateway; and
+`GET /comfyui_server/pw=<key>/files/<alias>/<file>`: the file mounts."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, send_from_directory
+import mimetypes
+
+from flask import Blueprint, current_app, request, send_file, send_from_directory
+
+from ..errors import NotFound
+from ..mounts import check_key, resolve
 
 bp = Blueprint("files", __name__)
 
@@ -17,3 +23,34 @@ def output_image(key: str):
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "public, max-age=86400, immutable"
     return response
+
+
+# The key may travel in this header instead of the path.
+KEY_HEADER = "X-File-Access-Key"
+
+
+def _serve_mounted(key: str | None, alias: str, name: str):
+    settings = current_app.extensions["comfysync"].settings.service
+    if not settings.file_mounts:
+        raise NotFound("No file mounts are configured")
+    check_key(settings.file_access_key, key)
+    path = resolve(settings.file_mounts, alias, name)
+    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    response = send_file(path, mimetype=kind, conditional=True, max_age=3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    # Behind a key: kept by the browser, never by a shared cache.
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.get("/comfyui_server/pw=<key>/files/<alias>/<path:name>")
+def mounted_file(key: str, alias: str, name: str):
+    """One file of a mount, the key in the path (seed 004's form)."""
+    return _serve_mounted(key, alias, name)
+
+
+@bp.get("/comfyui_server/files/<alias>/<path:name>")
+def mounted_file_keyed(alias: str, name: str):
+    """One file of a mount, the key in the X-File-Access-Key header."""
+    return _serve_mounted(request.headers.get(KEY_HEADER), alias, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..mounts import Mount, parse_mounts
 from .convert import (
     AllowList,
     IPNetwork,
@@ -56,6 +57,8 @@ class ServiceSettings:
     server_base_url: str = ""
     api_keys: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()  # origins, lower case, or "*"; empty: no CORS
+    file_mounts: tuple[Mount, ...] = ()
+    file_access_key: str = field(default="", repr=False)
     max_content_length: int = 50 << 20
     body_timeout: float = 60.0  # seconds to receive a whole request body
     workflows_dir: str = "workflows"
@@ -178,6 +181,8 @@ declare(
     "SERVER_BASE_URL",
     "API_KEYS",
     "CORS_ORIGINS",
+    "FILE_MOUNTS",
+    "FILE_ACCESS_KEY",
     "MAX_CONTENT_LENGTH",
     "BODY_TIMEOUT",
     "WORKFLOWS_DIR",
@@ -201,7 +206,13 @@ def read_service(env: Reader) -> ServiceSettings:
     :raises ConfigError: naming the variable with an unusable value.
     """
     d = ServiceSettings
+    mounts = env.get("FILE_MOUNTS", d.file_mounts, parse_mounts)
+    access_key = env.raw("FILE_ACCESS_KEY")
+    if mounts and len(access_key) < 16:
+        raise ConfigError("FILE_MOUNTS needs FILE_ACCESS_KEY, at least 16 characters")
     return ServiceSettings(
+        file_mounts=mounts,
+        file_access_key=access_key,
         host=env.get("FLASK_HOST", d.host, str.strip),
         port=env.get("FLASK_PORT", d.port, to_port),
         debug=env.get("FLASK_DEBUG", d.debug, to_bool),

@@ -1,0 +1,78 @@
+"""File mounts: folders of this machine served under a shared key (the seed-004 file server).
+
+`FILE_MOUNTS=alias:/path;other:/path2` names folders; `FILE_ACCESS_KEY`
+guards them. A file is served only when its real path (symlinks resolved)
+is inside its mount's real path, so neither `..` nor a link leads out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+from dataclasses import dataclass
+
+from .errors import GatewayError, NotFound, Unauthorized
+
+ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class OutsideMount(GatewayError):
+    """A path that resolves outside its mount."""
+
+    code = 403
+    error_type = "forbidden"
+    description = "That path is outside the mount"
+
+
+@dataclass(frozen=True)
+class Mount:
+    alias: str
+    root: str  # absolute, symlinks resolved at start-up
+
+
+def parse_mounts(raw: str) -> tuple[Mount, ...]:
+    """`alias:/path;alias2:/path2` (a relative path is taken from the working folder).
+
+    :raises ValueError: a malformed entry or an alias used twice.
+    """
+    mounts: list[Mount] = []
+    for item in (part.strip() for part in raw.split(";")):
+        if not item:
+            continue
+        alias, sep, path = item.partition(":")
+        alias, path = alias.strip(), path.strip()
+        if not sep or not ALIAS.fullmatch(alias) or not path:
+            raise ValueError(f"{item!r} is not alias:/path (alias of letters, digits, _ . -)")
+        if any(m.alias == alias for m in mounts):
+            raise ValueError(f"the alias {alias!r} is used twice")
+        mounts.append(Mount(alias, os.path.realpath(path)))
+    return tuple(mounts)
+
+
+def check_key(expected: str, supplied: str | None) -> None:
+    """Compare in constant time.
+
+    :raises Unauthorized: no key, or the wrong one.
+    """
+    if not supplied or not hmac.compare_digest(supplied.encode(), expected.encode()):
+        raise Unauthorized("A valid file access key is required")
+
+
+def resolve(mounts: tuple[Mount, ...], alias: str, name: str) -> str:
+    """The real path of `name` inside the mount `alias`.
+
+    :raises NotFound: no such mount, or no such file.
+    :raises OutsideMount: the name (or a link on its way) leads out of the mount.
+    """
+    mount = next((m for m in mounts if m.alias == alias), None)
+    if mount is None:
+        raise NotFound(f"No mount {alias!r}")
+    if "\x00" in name or os.path.isabs(name):
+        raise OutsideMount()
+    path = os.path.realpath(os.path.join(mount.root, name))
+    if os.path.commonpath([path, mount.root]) != mount.root or path == mount.root:
+        raise OutsideMount()
+    if not os.path.isfile(path):
+        raise NotFound(f"No file {name!r} in {alias!r}")
+    return path
