@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import request_ids
@@ -52,6 +52,22 @@ class Unauthorized(GatewayError):
     code = 401
     error_type = "unauthorized"
     description = "A valid API key is required: send 'Authorization: Bearer <key>'"
+
+
+class Forbidden(GatewayError):
+    """The key is valid but may not do this (its scopes or workflows)."""
+
+    code = 403
+    error_type = "forbidden"
+    description = "This key may not do that"
+
+
+class RateLimited(GatewayError):
+    """Too many requests from one key (or address) in the current window."""
+
+    code = 429
+    error_type = "rate_limited"
+    description = "Too many requests; retry after the time in Retry-After"
 
 
 class NotFound(GatewayError):
@@ -163,8 +179,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(GatewayError)
     def handle_gateway_error(err: GatewayError):
-        if err.code >= 500:
-            log.warning("%s: %s %s", err.error_type, err.message, err.extra or "")
+        if err.code >= 500 or err.code == 403:
+            log.warning(
+                "%s: %s %s (%s %s, key %s)",
+                err.error_type,
+                err.message,
+                err.extra or "",
+                request.method,
+                request.path,
+                _key_name(),
+            )
         return jsonify(err.to_dict()), err.code, err.headers
 
     @app.errorhandler(HTTPException)
@@ -189,7 +213,11 @@ def register_error_handlers(app: Flask) -> None:
         # A bug: logged with what finds the request again, answered as JSON.
         request_id = request_ids.current()
         log.exception(
-            "unhandled error in %s %s (request %s)", request.method, request.path, request_id
+            "unhandled error in %s %s (request %s, key %s)",
+            request.method,
+            request.path,
+            request_id,
+            _key_name(),
         )
         return jsonify(GatewayError().to_dict() | {"request_id": request_id}), 500
 
@@ -200,3 +228,9 @@ class ClientGone(GatewayError):
     code = 499
     error_type = "client_closed_request"
     description = "The client closed the connection"
+
+
+def _key_name() -> str:
+    """The name of the request's API key, for the log ("-" when keys are off or none matched)."""
+    key = g.get("api_key")
+    return key.name if key is not None else "-"

@@ -12,6 +12,8 @@ from .config import Settings
 from .dispatcher import Dispatcher
 from .greenlets import Background
 from .inputs import ImageFetcher
+from .keys import plain_keys
+from .ratelimit import build_limiter
 from .runs.factory import build_run_store
 from .storage import LocalDiskStore, RetentionPruner, build_remote_store
 from .webhooks.sender import WebhookSender
@@ -25,6 +27,8 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = plain_keys(settings.service.api_keys) + settings.service.named_keys
+        self.limiter = build_limiter(settings.runs.redis_url)
         self.local = LocalDiskStore(settings.service.output_dir, settings.service.server_base_url)
         # One server today; routing over a fleet picks among several here.
         self.backends = [ComfyBackend.build(settings, self.local)]

@@ -169,6 +169,7 @@ def start_run(
     mode: str,
     priority: int = 0,
     idempotency_key: str | None = None,
+    key_name: str | None = None,
 ) -> tuple[RunRecord, bool]:
     """Build the graph and record the run in the gateway's queue: the *start* of a generation.
 
@@ -195,6 +196,7 @@ def start_run(
         updated_at=now,
         idempotency_key=idempotency_key,
         body_hash=digest,
+        key_name=key_name,
         progress={"current": 0, "total": len(graph), "message": "queued"},
     )
     dispatcher = gateway.dispatcher

@@ -12,16 +12,14 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import GatewayError, NotFound, Unauthorized
+from .errors import Forbidden, NotFound, Unauthorized
 
 ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class OutsideMount(GatewayError):
+class OutsideMount(Forbidden):
     """A path that resolves outside its mount."""
 
-    code = 403
-    error_type = "forbidden"
     description = "That path is outside the mount"
 
 

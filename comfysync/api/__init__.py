@@ -6,10 +6,13 @@ from flask import Blueprint, Flask, current_app
 
 from ..auth import require_api_key
 from ..errors import ShuttingDown
+from ..ratelimit import add_rate_headers, check_rate
 from . import comfy, events, files, generate, runs, tasks, workflows
 
 api = Blueprint("api", __name__, url_prefix="/api")
 api.before_request(require_api_key)
+api.before_request(check_rate)
+api.after_request(add_rate_headers)
 
 
 @api.before_request

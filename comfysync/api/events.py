@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
+from ..auth import check_may_see
 from ..disconnect import DisconnectMonitor
-from ..errors import Conflict, NotFound
+from ..errors import Conflict
 from ..events.stream import last_event_id, run_events
 from ..runs.base import PENDING, events_key
 from ..runs.views import record_body
@@ -70,8 +71,7 @@ def run_event_stream(run_id: str):
     """The run's events as Server-Sent Events; `Last-Event-ID` resumes after an event."""
     gateway = current_app.extensions["comfysync"]
     after = last_event_id(request.headers.get("Last-Event-ID"), request.args.get("last_event_id"))
-    if gateway.runs.get(run_id) is None:
-        raise NotFound(f"No run {run_id}", run_id=run_id)
+    check_may_see(gateway.runs.get(run_id), run_id)
     return event_stream(gateway, run_id, after=after)
 
 
@@ -80,9 +80,7 @@ def resend_webhook(run_id: str) -> tuple[dict[str, Any], int]:
     """Send the run's final webhook again (as a new attempt of the same message)."""
     gateway = current_app.extensions["comfysync"]
     store = gateway.runs
-    record = store.get(run_id)
-    if record is None:
-        raise NotFound(f"No run {run_id}", run_id=run_id)
+    record = check_may_see(store.get(run_id), run_id)
     if not record.finished:
         raise Conflict("The run has not ended; its webhook goes out when it does", run_id=run_id)
     finals = [d for d in store.deliveries(run_id) if d.event != "run.progress"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request, send_file
 
+from ..auth import check_may_run, key_name
 from ..disposition import content_disposition
 from ..errors import GenerationTimeout
 from ..generation import GenerationSpec, start_run
@@ -31,7 +32,10 @@ def _run():
     spec = GenerationSpec.from_body(body, files)
     runs = gateway.settings.runs
     budget = wait_budget(body, request.headers.get("Prefer"), runs.sync_wait_max)
-    record, _ = start_run(gateway, spec, body, mode="sync", priority=read_priority(body))
+    check_may_run(spec)
+    record, _ = start_run(
+        gateway, spec, body, mode="sync", priority=read_priority(body), key_name=key_name()
+    )
     if wants_event_stream():
         # The run's events on this request, ending with the answer; a client that
         # leaves cancels it when CANCEL_ON_DISCONNECT says so, as a held one would.

@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from ..errors import BadRequest, NotFound
+from ..auth import check_may_run, check_may_see, key_name, may_see, scoped_idempotency_key
+from ..errors import BadRequest
 from ..events.frames import live_view
 from ..generation import GenerationSpec, start_run
 from ..numbers import parse_whole
@@ -35,8 +36,15 @@ def _accept() -> tuple[str, int, dict[str, str]]:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= _MAX_KEY:
         raise BadRequest(f"'Idempotency-Key' must be 1 to {_MAX_KEY} characters")
+    check_may_run(spec)
     record, created = start_run(
-        gateway, spec, body, mode="async", priority=read_priority(body), idempotency_key=key
+        gateway,
+        spec,
+        body,
+        mode="async",
+        priority=read_priority(body),
+        idempotency_key=scoped_idempotency_key(key),
+        key_name=key_name(),
     )
     headers = {"Location": f"/api/status/{record.id}"}
     if not created:
@@ -65,9 +73,7 @@ def create_task():
 
 def _record_response(run_id: str) -> dict[str, Any]:
     store = current_app.extensions["comfysync"].runs
-    record = store.get(run_id)
-    if record is None:
-        raise NotFound(f"No run {run_id}", run_id=run_id)
+    record = check_may_see(store.get(run_id), run_id)
     position = store.queue_position(run_id) if record.status == QUEUED else None
     body = record_body(record, position)
     if record.status in IN_FLIGHT:
@@ -97,7 +103,9 @@ def task(task_id: str):
 @bp.post("/run/<run_id>/cancel")
 def cancel_run(run_id: str):
     """Cancel a queued or running run; answers the record."""
-    current_app.extensions["comfysync"].dispatcher.cancel(run_id)
+    gateway = current_app.extensions["comfysync"]
+    check_may_see(gateway.runs.get(run_id), run_id)
+    gateway.dispatcher.cancel(run_id)
     return _record_response(run_id)
 
 
@@ -119,7 +127,11 @@ def list_runs():
         records, next_cursor = store.list_runs(
             status=wanted[0] if wanted else None, limit=limit, cursor=cursor
         )
-    return {"runs": [record_body(r) for r in records], "next_cursor": next_cursor}
+    # A key without the admin scope lists only its own runs (a page may come out shorter).
+    return {
+        "runs": [record_body(r) for r in records if may_see(r)],
+        "next_cursor": next_cursor,
+    }
 
 
 def _merged(store: Any, statuses: list[str], limit: int, cursor: str | None) -> tuple[list, Any]:

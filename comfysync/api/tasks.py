@@ -7,6 +7,7 @@ from typing import Literal
 from flask import Blueprint, Response, current_app, request
 
 from .. import tasks
+from ..auth import may_see
 from ..disposition import content_disposition
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
@@ -29,7 +30,7 @@ def task_status(prompt_id: str):
     """
     gateway = current_app.extensions["comfysync"]
     record = gateway.runs.get(prompt_id)
-    if record is not None:
+    if record is not None and may_see(record):
         position = gateway.runs.queue_position(record.id) if record.status == QUEUED else None
         return task_body(record, position)
     return tasks.task_status(gateway, prompt_id)

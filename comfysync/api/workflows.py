@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from ..auth import check_may_run
 from ..errors import BadRequest, GatewayError
 from ..generation import GenerationSpec, build_graph, submit_only
 from ..params import schema_json
@@ -49,6 +50,7 @@ def queue_workflow(name: str):
     prompt_id = str(uuid.uuid4())
     try:
         spec = _spec_for(name, *read_body())
+        check_may_run(spec)
         graph = build_graph(gateway, spec, prompt_id)
         reply = submit_only(gateway, graph, prompt_id)
     except GatewayError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..keys import ApiKey, Rate, load_keys_file, parse_rate
 from ..mounts import Mount, parse_mounts
 from .convert import (
     AllowList,
@@ -56,6 +57,8 @@ class ServiceSettings:
     log_workflows: bool = False
     server_base_url: str = ""
     api_keys: tuple[str, ...] = ()
+    named_keys: tuple[ApiKey, ...] = ()  # from API_KEYS_FILE
+    rate_limit: Rate | None = None  # per key without its own, or per address without keys
     cors_origins: tuple[str, ...] = ()  # origins, lower case, or "*"; empty: no CORS
     file_mounts: tuple[Mount, ...] = ()
     file_access_key: str = field(default="", repr=False)
@@ -180,6 +183,8 @@ declare(
     "LOG_WORKFLOWS",
     "SERVER_BASE_URL",
     "API_KEYS",
+    "API_KEYS_FILE",
+    "RATE_LIMIT",
     "CORS_ORIGINS",
     "FILE_MOUNTS",
     "FILE_ACCESS_KEY",
@@ -220,6 +225,8 @@ def read_service(env: Reader) -> ServiceSettings:
         log_workflows=env.get("LOG_WORKFLOWS", d.log_workflows, to_bool),
         server_base_url=env.get("SERVER_BASE_URL", d.server_base_url, to_http_url),
         api_keys=env.get("API_KEYS", d.api_keys, to_list),
+        named_keys=env.get("API_KEYS_FILE", d.named_keys, load_keys_file),
+        rate_limit=env.get("RATE_LIMIT", d.rate_limit, parse_rate),
         cors_origins=env.get("CORS_ORIGINS", d.cors_origins, to_origins),
         max_content_length=env.get("MAX_CONTENT_LENGTH", d.max_content_length, to_size),
         body_timeout=env.get("BODY_TIMEOUT", d.body_timeout, to_positive_float),

@@ -116,6 +116,7 @@ class RunRecord:
     progress: dict[str, Any] = field(default_factory=dict)  # {current, total, message}
     idempotency_key: str | None = None
     body_hash: str | None = None
+    key_name: str | None = None  # the API key that started it
     cancel_requested: bool = False
     seq: int = 0  # insertion order, assigned by the store
 

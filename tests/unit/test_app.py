@@ -177,7 +177,7 @@ def test_a_bug_is_a_json_500_logged_with_the_request_id(app, caplog) -> None:
     }
     assert response.headers["X-Request-Id"] == "req-42.a"
     (entry,) = [r for r in caplog.records if r.name == "comfysync.errors"]
-    assert "GET /api/broken (request req-42.a)" in entry.getMessage()
+    assert "GET /api/broken (request req-42.a, key -)" in entry.getMessage()
     assert entry.exc_info is not None and entry.exc_info[0] is KeyError
 
 
