@@ -16,6 +16,7 @@ from .keys import plain_keys
 from .ratelimit import build_limiter
 from .runs.factory import build_run_store
 from .storage import LocalDiskStore, RetentionPruner, build_remote_store
+from .storage.signing import UrlSigner
 from .webhooks.sender import WebhookSender
 from .workflows.store import WorkflowStore
 
@@ -29,7 +30,13 @@ class Gateway:
         self.settings = settings
         self.keys = plain_keys(settings.service.api_keys) + settings.service.named_keys
         self.limiter = build_limiter(settings.runs.redis_url)
-        self.local = LocalDiskStore(settings.service.output_dir, settings.service.server_base_url)
+        service = settings.service
+        signer = (
+            UrlSigner(service.local_url_secret.encode(), service.local_url_ttl)
+            if service.local_url_secret
+            else None
+        )
+        self.local = LocalDiskStore(service.output_dir, service.server_base_url, signer=signer)
         # One server today; routing over a fleet picks among several here.
         self.backends = [ComfyBackend.build(settings, self.local)]
         self.workflows = WorkflowStore(settings.service.workflows_dir)

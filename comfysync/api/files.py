@@ -17,11 +17,15 @@ bp = Blueprint("files", __name__)
 def output_image(key: str):
     """Serve one stored output; names are unguessable and there is no listing."""
     store = current_app.extensions["comfysync"].local
+    if store.signer is not None:
+        store.signer.verify(key, request.args.get("expires"), request.args.get("sig"))
     response = send_from_directory(store.root, key, max_age=86400)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # An SVG or HTML output opened directly must not run as a page of our origin.
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    # Signed URLs are private: no shared cache may keep one past its expiry.
+    cache = "private, max-age=3600" if store.signer is not None else "public, max-age=86400"
+    response.headers["Cache-Control"] = cache + ", immutable"
     return response
 
 

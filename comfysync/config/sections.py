@@ -56,12 +56,14 @@ class ServiceSettings:
     log_level: str = "INFO"
     log_workflows: bool = False
     server_base_url: str = ""
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     named_keys: tuple[ApiKey, ...] = ()  # from API_KEYS_FILE
     rate_limit: Rate | None = None  # per key without its own, or per address without keys
     cors_origins: tuple[str, ...] = ()  # origins, lower case, or "*"; empty: no CORS
     file_mounts: tuple[Mount, ...] = ()
     file_access_key: str = field(default="", repr=False)
+    local_url_secret: str = field(default="", repr=False)  # set: local output URLs are signed
+    local_url_ttl: int = 7 * 24 * 3600
     max_content_length: int = 50 << 20
     body_timeout: float = 60.0  # seconds to receive a whole request body
     workflows_dir: str = "workflows"
@@ -188,6 +190,8 @@ declare(
     "CORS_ORIGINS",
     "FILE_MOUNTS",
     "FILE_ACCESS_KEY",
+    "LOCAL_URL_SECRET",
+    "LOCAL_URL_TTL",
     "MAX_CONTENT_LENGTH",
     "BODY_TIMEOUT",
     "WORKFLOWS_DIR",
@@ -215,9 +219,14 @@ def read_service(env: Reader) -> ServiceSettings:
     access_key = env.raw("FILE_ACCESS_KEY")
     if mounts and len(access_key) < 16:
         raise ConfigError("FILE_MOUNTS needs FILE_ACCESS_KEY, at least 16 characters")
+    url_secret = env.raw("LOCAL_URL_SECRET")
+    if url_secret and len(url_secret) < 16:
+        raise ConfigError("LOCAL_URL_SECRET must be at least 16 characters")
     return ServiceSettings(
         file_mounts=mounts,
         file_access_key=access_key,
+        local_url_secret=url_secret,
+        local_url_ttl=env.get("LOCAL_URL_TTL", d.local_url_ttl, to_positive_int),
         host=env.get("FLASK_HOST", d.host, str.strip),
         port=env.get("FLASK_PORT", d.port, to_port),
         debug=env.get("FLASK_DEBUG", d.debug, to_bool),

@@ -7,20 +7,29 @@ from collections.abc import Iterable
 
 from ..errors import StorageError
 from .base import LocalStore, StoredFile
+from .signing import UrlSigner
 
 
 class LocalDiskStore(LocalStore):
     """Files under `root`, served at `<base_url>/output_images/<key>`."""
 
-    def __init__(self, root: str, base_url: str = "", url_prefix: str = "/output_images") -> None:
+    def __init__(
+        self,
+        root: str,
+        base_url: str = "",
+        url_prefix: str = "/output_images",
+        signer: UrlSigner | None = None,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.base_url = base_url.rstrip("/")
         self.url_prefix = url_prefix
+        self.signer = signer  # set: URLs are signed and expire, the file server checks them
         os.makedirs(self.root, exist_ok=True)
 
     def url_for(self, key: str) -> str:
         """Absolute when SERVER_BASE_URL is set, else relative to this service."""
-        return f"{self.base_url}{self.url_prefix}/{key}"
+        url = f"{self.base_url}{self.url_prefix}/{key}"
+        return f"{url}?{self.signer.sign(key)}" if self.signer is not None else url
 
     def path_for(self, key: str) -> str:
         """The file behind `key`; refuses anything that would leave the root."""
