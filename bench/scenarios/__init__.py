@@ -109,7 +109,7 @@ ScenarioFn = Callable[[Context], ScenarioResult]
 
 def registry() -> dict[str, ScenarioFn]:
     """Scenario name -> its run function, in the order `python -m bench` runs them."""
-    from . import burst, cost, held, large, overhead, runs
+    from . import burst, cost, events, held, large, overhead, runs
 
     return {
         "overhead": overhead.run,
@@ -118,4 +118,5 @@ def registry() -> dict[str, ScenarioFn]:
         "cost": cost.run,
         "large": large.run,
         "runs": runs.run,
+        "events": events.run,
     }
