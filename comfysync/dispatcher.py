@@ -218,11 +218,13 @@ class Dispatcher:
             self.events.emit(record.id, [("queued", {"position": 0})])
             self._spawn(record, resumed=False)
             return
+        # Written now, not batched: another worker may claim and start the run at
+        # once, and its `started` must not be stored before this `queued`.
         try:
             position = self.store.queue_position(record.id)
-        except GatewayError:
-            position = None
-        self.events.emit(record.id, [("queued", {"position": position})])
+            self.store.append_events([(record.id, "queued", {"position": position})])
+        except GatewayError as err:
+            log.warning("run %s: could not record its queued event: %s", record.id, err)
         self.kick()
 
     # -- one run ----------------------------------------------------------------
