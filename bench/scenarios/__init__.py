@@ -109,7 +109,7 @@ ScenarioFn = Callable[[Context], ScenarioResult]
 
 def registry() -> dict[str, ScenarioFn]:
     """Scenario name -> its run function, in the order `python -m bench` runs them."""
-    from . import burst, cost, events, held, large, overhead, runs
+    from . import burst, cost, events, held, large, overhead, runs, webhooks
 
     return {
         "overhead": overhead.run,
@@ -119,4 +119,5 @@ def registry() -> dict[str, ScenarioFn]:
         "large": large.run,
         "runs": runs.run,
         "events": events.run,
+        "webhooks": webhooks.run,
     }
