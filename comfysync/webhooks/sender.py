@@ -110,7 +110,9 @@ class WebhookSender:
                 if self._take_due():
                     continue
                 wait = IDLE_CHECK
-                soonest = self.store.next_delivery_at()
+                # With every slot busy, a finished attempt wakes us; asking the
+                # outbox meanwhile found the same due deliveries 200 times a second.
+                soonest = self.store.next_delivery_at() if self.pool.free_count() > 0 else None
                 if soonest is not None:
                     wait = min(IDLE_CHECK, max(0.005, soonest - self.clock()))
             except GatewayError as err:
