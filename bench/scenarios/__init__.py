@@ -109,7 +109,19 @@ ScenarioFn = Callable[[Context], ScenarioResult]
 
 def registry() -> dict[str, ScenarioFn]:
     """Scenario name -> its run function, in the order `python -m bench` runs them."""
-    from . import burst, cost, events, held, large, overhead, runs, webhooks
+    from . import (
+        burst,
+        cost,
+        crossworker,
+        deliveries,
+        events,
+        held,
+        large,
+        overhead,
+        runs,
+        sse,
+        webhooks,
+    )
 
     return {
         "overhead": overhead.run,
@@ -120,4 +132,7 @@ def registry() -> dict[str, ScenarioFn]:
         "runs": runs.run,
         "events": events.run,
         "webhooks": webhooks.run,
+        "sse": sse.run,
+        "deliveries": deliveries.run,
+        "crossworker": crossworker.run,
     }
