@@ -47,6 +47,7 @@ from .runs.base import (
 )
 from .storage.base import StoredFile
 from .webhooks import outbox
+from .webhooks.target import WebhookTarget
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -375,14 +376,15 @@ class Dispatcher:
     ) -> Any:
         total = len(record.graph or {})
         frames = FrameEvents(record.graph)
+        progress_hook = outbox.progress_target(record, self.settings.webhooks)
 
         def on_frame(kind: str, data: dict[str, Any]) -> None:
             # Called on the WebSocket reader greenlet: writes happen elsewhere.
             events = frames.on_frame(kind, data)
             if events:
                 self.events.emit(record.id, events)
-                if events[-1][0] == "progress":
-                    self._progress_webhook(record, events[-1][1])
+                if progress_hook is not None and events[-1][0] == "progress":
+                    self._progress_webhook(record, events[-1][1], progress_hook)
             if kind == "execution_start" and "started" not in marks:
                 at = marks["started"] = time.time()
                 running.append(
@@ -393,16 +395,16 @@ class Dispatcher:
 
         return on_frame
 
-    def _progress_webhook(self, record: RunRecord, progress: dict[str, Any]) -> None:
+    def _progress_webhook(
+        self, record: RunRecord, progress: dict[str, Any], target: WebhookTarget
+    ) -> None:
         """A `run.progress` delivery, at most one per WEBHOOK_PROGRESS_INTERVAL per run."""
         now = time.monotonic()
         last = self.progress_sent.get(record.id)
         if last is not None and now - last < self.settings.webhooks.progress_interval:
             return
-        delivery = outbox.on_progress(record, progress, self.settings.webhooks)
-        if delivery is None:
-            return
         self.progress_sent[record.id] = now
+        delivery = outbox.on_progress(record, progress, target)
         self.background.spawn(self._save_delivery, delivery, name="progress-webhook")
 
     def _save_delivery(self, delivery: Any) -> None:

@@ -114,13 +114,11 @@ def registry() -> dict[str, ScenarioFn]:
         cost,
         crossworker,
         deliveries,
-        events,
         held,
         large,
         overhead,
         runs,
         sse,
-        webhooks,
     )
 
     return {
@@ -130,8 +128,6 @@ def registry() -> dict[str, ScenarioFn]:
         "cost": cost.run,
         "large": large.run,
         "runs": runs.run,
-        "events": events.run,
-        "webhooks": webhooks.run,
         "sse": sse.run,
         "deliveries": deliveries.run,
         "crossworker": crossworker.run,

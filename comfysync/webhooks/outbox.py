@@ -9,7 +9,7 @@ from typing import Any
 from ..config import WebhookSettings
 from ..runs.base import Delivery, RunRecord, dump_json
 from ..runs.views import iso, record_body
-from .target import OF_RUN_EVENT, PROGRESS, stored_target
+from .target import OF_RUN_EVENT, PROGRESS, WebhookTarget, stored_target
 
 
 def message(kind: str, data: dict[str, Any], at: float) -> str:
@@ -43,13 +43,14 @@ def on_end(record: RunRecord, run_event: str, settings: WebhookSettings) -> list
     return [new_delivery(record.id, kind, target.url, message(kind, record_body(record), now), now)]
 
 
-def on_progress(
-    record: RunRecord, progress: dict[str, Any], settings: WebhookSettings
-) -> Delivery | None:
-    """A `run.progress` delivery, when the run's webhook asks for them."""
+def progress_target(record: RunRecord, settings: WebhookSettings) -> WebhookTarget | None:
+    """The run's webhook when it asks for `run.progress` (read once per run, not per frame)."""
     target = stored_target(record.request, settings.url)
-    if target is None or not target.wants(PROGRESS):
-        return None
+    return target if target is not None and target.wants(PROGRESS) else None
+
+
+def on_progress(record: RunRecord, progress: dict[str, Any], target: WebhookTarget) -> Delivery:
+    """A `run.progress` delivery to `target` (see `progress_target`)."""
     now = time.time()
     body = message(PROGRESS, {"run_id": record.id, "progress": progress}, now)
     return new_delivery(record.id, PROGRESS, target.url, body, now)
