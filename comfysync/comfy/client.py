@@ -182,6 +182,7 @@ class ComfyClient:
         read_timeout: float = 30.0,
         retries: int = 2,
         pool_size: int = 32,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
@@ -191,6 +192,9 @@ class ComfyClient:
         if parts.username:
             auth = f"{parts.username}:{parts.password or ''}"
             self._headers.update(make_headers(basic_auth=auth))
+        # A server behind an authenticating proxy: sent on every request and on
+        # the WebSocket's upgrade.
+        self._headers.update(headers or {})
         # Only failed connects are retried: the request never reached ComfyUI,
         # so even a POST /prompt is safe to send again.
         retry = Retry(
@@ -234,6 +238,11 @@ class ComfyClient:
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return f"{scheme}://{parts.netloc}{parts.path}/ws"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every request to this server carries (the WebSocket's upgrade too)."""
+        return dict(self._headers)
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -9,6 +9,9 @@ T = TypeVar("T")
 
 # Every variable the settings read, declared next to the code that reads it.
 VARIABLES: set[str] = set()
+# Prefixes of variable families whose full names depend on other settings
+# (COMFYUI_HEADERS_<SERVER>).
+PREFIXES: set[str] = set()
 
 
 class ConfigError(ValueError):
@@ -19,6 +22,12 @@ def declare(*names: str) -> tuple[str, ...]:
     """Add `names` to `VARIABLES`; a `Reader` refuses to read a name not declared."""
     VARIABLES.update(names)
     return names
+
+
+def declare_prefix(prefix: str) -> str:
+    """Add a family of variables, read together with `Reader.prefixed`."""
+    PREFIXES.add(prefix)
+    return prefix
 
 
 class Reader:
@@ -41,6 +50,12 @@ class Reader:
         """Whether `name` is present at all, even with an empty value."""
         self.raw(name)
         return name in self._env
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """Every variable whose name starts with a declared `prefix`."""
+        if prefix not in PREFIXES:
+            raise LookupError(f"{prefix}* is read but not declared (see config.reader)")
+        return {k: v for k, v in self._env.items() if k.startswith(prefix)}
 
     def pick(self, *names: str) -> tuple[str, str]:
         """The first of `names` that is set, as (name, value); ("", "") if none is."""

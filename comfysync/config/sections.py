@@ -24,6 +24,7 @@ from .convert import (
     to_size,
     to_webhook_secret,
 )
+from .fleet import DEFAULT_SERVER_NAME, ComfyServer, read_servers
 from .reader import ConfigError, Reader, declare
 
 DEFAULT_COMFYUI_URL = "http://127.0.0.1:8188"
@@ -44,6 +45,13 @@ class ComfySettings:
     ws_reconnect_max_delay: float = 5.0
     reconcile_interval: float = 15.0
     max_inflight: int = 2  # prompts sent to ComfyUI at once; 0: no limit
+    servers: tuple[ComfyServer, ...] = (ComfyServer(DEFAULT_SERVER_NAME, DEFAULT_COMFYUI_URL),)
+    # A server down this long loses the runs it was executing to the others.
+    failover_grace: float = 30.0
+
+    def limit(self, server: ComfyServer) -> int:
+        """How many prompts `server` may hold at once (0: no limit)."""
+        return self.max_inflight if server.max_inflight is None else server.max_inflight
 
 
 @dataclass(frozen=True)
@@ -154,8 +162,11 @@ def read_comfy(env: Reader) -> ComfySettings:
     :raises ConfigError: naming the variable with an unusable value.
     """
     d = ComfySettings
+    url = env.first(COMFYUI_URL_NAMES, d.url, to_http_url)
     settings = ComfySettings(
-        url=env.first(COMFYUI_URL_NAMES, d.url, to_http_url),
+        url=url,
+        servers=read_servers(env, url),
+        failover_grace=env.get("FAILOVER_GRACE", d.failover_grace, to_seconds_or_zero),
         connect_timeout=env.get("COMFYUI_CONNECT_TIMEOUT", d.connect_timeout, to_positive_float),
         read_timeout=env.get("COMFYUI_READ_TIMEOUT", d.read_timeout, to_positive_float),
         retries=env.get("COMFYUI_RETRIES", d.retries, to_count),
