@@ -117,6 +117,13 @@ class RunRecord:
     idempotency_key: str | None = None
     body_hash: str | None = None
     key_name: str | None = None  # the API key that started it
+    # Where it may run: {"server": name} pins it, {"tags": [...]} needs servers
+    # with every tag; None: any server.
+    route: dict[str, Any] | None = None
+    # Input images sent to ComfyUI when the run was accepted, and to which
+    # server: dispatched elsewhere, they are copied there first.
+    uploads: list[str] = field(default_factory=list)
+    uploads_on: str | None = None
     cancel_requested: bool = False
     seq: int = 0  # insertion order, assigned by the store
 
@@ -194,6 +201,21 @@ class Claim:
     limit: int  # IN_FLIGHT runs `server` may have at most; 0: no limit
     prompt_id: str
     client_id: str
+
+
+# A claim looks this far down the queue for a run its server may take (past
+# runs pinned elsewhere); a queue headed by more such runs waits for them.
+CLAIM_SCAN = 256
+
+
+def admits(route: dict[str, Any] | None, server: str, tags: Collection[str]) -> bool:
+    """Whether a run with this `route` may go to `server`, which has `tags`."""
+    if not route:
+        return True
+    pinned = route.get("server")
+    if pinned is not None and pinned != server:
+        return False
+    return all(tag in tags for tag in route.get("tags") or ())
 
 
 @dataclass(frozen=True)
@@ -468,16 +490,28 @@ class RunStore(ABC):
 
     @abstractmethod
     def claim(
-        self, server: str, owner: str, *, limit: int, prompt_id: str, client_id: str
+        self,
+        server: str,
+        owner: str,
+        *,
+        limit: int,
+        prompt_id: str,
+        client_id: str,
+        tags: Collection[str] = (),
     ) -> RunRecord | None:
         """Take the next queued run for `server`, if it has room; atomically.
 
         Room means fewer than `limit` runs IN_FLIGHT on `server` (`limit` 0: no
         limit). The next run is the highest priority, oldest `seq`, whose
-        `not_before` has passed. It becomes DISPATCHING with `server`, `owner`,
-        `prompt_id` and `client_id` set and an attempt appended
+        `not_before` has passed and whose `route` admits `server` with `tags`
+        (among the first CLAIM_SCAN). It becomes DISPATCHING with `server`,
+        `owner`, `prompt_id` and `client_id` set and an attempt appended
         (`{"prompt_id", "server", "at"}`).
         """
+
+    @abstractmethod
+    def oldest_queued(self, limit: int) -> list[RunRecord]:
+        """The `limit` queued runs that were created first (for expiring them)."""
 
     @abstractmethod
     def queue_position(self, run_id: str) -> int | None:

@@ -58,6 +58,7 @@ from redis.retry import Retry
 
 from ..greenlets import Background
 from .base import (
+    CLAIM_SCAN,
     DISPATCHING,
     IN_FLIGHT,
     OWNED,
@@ -102,6 +103,7 @@ local OUTBOX_KEY = '{ChangeWaiters.OUTBOX}'
 local IN_FLIGHT = {_lua_set(IN_FLIGHT)}
 local TERMINAL = {_lua_set(TERMINAL)}
 local OWNED = {_lua_set(OWNED)}
+local SCAN = {CLAIM_SCAN}
 
 local function dec(raw)
   if not raw or raw == 'null' then return nil end
@@ -355,6 +357,8 @@ _CLAIM = (
     _PRELUDE
     + """
 local server, limit, attempt = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local tags = {}
+for _, tag in ipairs(cjson.decode(ARGV[7])) do tags[tag] = true end
 if limit > 0 and redis.call('SCARD', P .. 'inflight:' .. server) >= limit then
   return false
 end
@@ -362,28 +366,45 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW)) do
   redis.call('ZADD', P .. 'ready', redis.call('ZSCORE', P .. 'queued', m), m)
   redis.call('ZREM', P .. 'delayed', m)
 end
-while true do
-  local head = redis.call('ZRANGE', P .. 'ready', 0, 0)[1]
-  if not head then return false end
+-- A run's route (a JSON object Python wrote, strings only) may keep it for
+-- another server: look past it, as far as CLAIM_SCAN.
+local function admits(raw)
+  local route = dec(raw)
+  if not route then return true end
+  if route.server and route.server ~= cjson.null and route.server ~= server then
+    return false
+  end
+  if type(route.tags) == 'table' then
+    for _, tag in ipairs(route.tags) do
+      if not tags[tag] then return false end
+    end
+  end
+  return true
+end
+for _, head in ipairs(redis.call('ZRANGE', P .. 'ready', 0, SCAN - 1)) do
   local id = string.sub(head, 22)
   local key = P .. 'run:' .. id
   local old = state(key)
   if old and old.status == QUEUED then
-    local attempts = redis.call('HGET', key, 'attempts')
-    if not attempts or attempts == '[]' then
-      attempts = '[' .. attempt .. ']'
-    else
-      attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
+    if admits(redis.call('HGET', key, 'route')) then
+      local attempts = redis.call('HGET', key, 'attempts')
+      if not attempts or attempts == '[]' then
+        attempts = '[' .. attempt .. ']'
+      else
+        attempts = string.sub(attempts, 1, -2) .. ',' .. attempt .. ']'
+      end
+      redis.call('HSET', key, 'attempts', attempts, unpack(ARGV, 8))
+      local new = state(key)
+      reindex(id, old, new)
+      return {publish({id}), redis.call('HGETALL', key)}
     end
-    redis.call('HSET', key, 'attempts', attempts, unpack(ARGV, 7))
-    local new = state(key)
-    reindex(id, old, new)
-    return {publish({id}), redis.call('HGETALL', key)}
+  else
+    -- An index entry without its queued run (never expected): drop it.
+    redis.call('ZREM', P .. 'ready', head)
+    redis.call('ZREM', P .. 'queued', head)
   end
-  -- An index entry without its queued run (never expected): drop it, try the next.
-  redis.call('ZREM', P .. 'ready', head)
-  redis.call('ZREM', P .. 'queued', head)
 end
+return false
 """
 )
 
@@ -766,7 +787,14 @@ class RedisRunStore(RunStore):
     # -- the queue -------------------------------------------------------------------------
 
     def claim(
-        self, server: str, owner: str, *, limit: int, prompt_id: str, client_id: str
+        self,
+        server: str,
+        owner: str,
+        *,
+        limit: int,
+        prompt_id: str,
+        client_id: str,
+        tags: Collection[str] = (),
     ) -> RunRecord | None:
         now = _now()
         changes = {
@@ -782,9 +810,22 @@ class RedisRunStore(RunStore):
             server,
             max(0, limit),
             dump_json(new_attempt(prompt_id, server, now)),
+            dump_json(sorted(tags)),
             *_pairs(changes),
         )
         return self._changed(reply)
+
+    def oldest_queued(self, limit: int) -> list[RunRecord]:
+        ids = self._cmd("zrange", self._key("status", QUEUED), 0, max(0, limit - 1))
+        pipe = self._client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hgetall(self._key("run", run_id))
+        try:
+            replies = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+        runs = [_record(fields) for fields in replies if fields]
+        return [r for r in runs if r.status == QUEUED]
 
     def queue_position(self, run_id: str) -> int | None:
         reply = self._call(self._position, run_id)

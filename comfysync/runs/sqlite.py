@@ -28,6 +28,7 @@ from gevent.event import Event
 
 from ..greenlets import Background
 from .base import (
+    CLAIM_SCAN,
     DISPATCHING,
     IN_FLIGHT,
     OWNED,
@@ -44,6 +45,7 @@ from .base import (
     RunRecord,
     RunStore,
     RunStoreUnavailable,
+    admits,
     apply_changes,
     check_changes,
     cursor_seq,
@@ -129,7 +131,9 @@ _COUNT_IN_FLIGHT = f"""SELECT count(*) FROM runs INDEXED BY runs_status
 # Without ANALYZE statistics the planner prefers runs_status and sorts every
 # queued run on each claim; INDEXED BY walks the queue in its order instead.
 _NEXT_QUEUED = f"""SELECT doc FROM runs INDEXED BY runs_queue
-    WHERE status = '{QUEUED}' AND not_before <= ? ORDER BY priority DESC, seq LIMIT 1"""
+    WHERE status = '{QUEUED}' AND not_before <= ? ORDER BY priority DESC, seq LIMIT {CLAIM_SCAN}"""
+_OLDEST_QUEUED = f"""SELECT doc FROM runs INDEXED BY runs_status
+    WHERE status = '{QUEUED}' ORDER BY seq LIMIT ?"""
 # Whether a claim would take some queued run of at least this priority now.
 _QUEUED_FROM = f"""SELECT 1 FROM runs INDEXED BY runs_queue
     WHERE status = '{QUEUED}' AND priority >= ? AND not_before <= ? LIMIT 1"""
@@ -539,16 +543,25 @@ class SqliteRunStore(RunStore):
     # -- the queue -------------------------------------------------------------------------
 
     def claim(
-        self, server: str, owner: str, *, limit: int, prompt_id: str, client_id: str
+        self,
+        server: str,
+        owner: str,
+        *,
+        limit: int,
+        prompt_id: str,
+        client_id: str,
+        tags: Collection[str] = (),
     ) -> RunRecord | None:
         def op(db: sqlite3.Connection) -> tuple[RunRecord, RunRecord] | None:
             if limit > 0 and db.execute(_COUNT_IN_FLIGHT, (server,)).fetchone()[0] >= limit:
                 return None
             now = time.time()
-            row = db.execute(_NEXT_QUEUED, (now,)).fetchone()
-            if row is None:
+            for (doc,) in db.execute(_NEXT_QUEUED, (now,)):
+                old = RunRecord.from_json(doc)
+                if admits(old.route, server, tags):
+                    break
+            else:
                 return None
-            old = RunRecord.from_json(row[0])
             new = _claimed(old, Claim(server, owner, limit, prompt_id, client_id), now)
             _rewrite(db, old, new)
             return old, new
@@ -560,6 +573,10 @@ class SqliteRunStore(RunStore):
         if self._read(lambda db: db.execute(_QUEUED_FROM, anything).fetchone()) is None:
             return None
         return self._write_change(op)
+
+    def oldest_queued(self, limit: int) -> list[RunRecord]:
+        rows = self._read(lambda db: db.execute(_OLDEST_QUEUED, (limit,)).fetchall())
+        return [RunRecord.from_json(r[0]) for r in rows]
 
     def queue_position(self, run_id: str) -> int | None:
         row = self._read(lambda db: db.execute(_POSITION, (run_id,)).fetchone())

@@ -226,6 +226,31 @@ def test_claim_respects_the_limit_of_each_server(store: RunStore) -> None:
     assert store.queued_count() == 3
 
 
+def test_a_pinned_run_waits_for_its_server_while_others_pass_it(store: RunStore) -> None:
+    pinned = queued(store, route={"server": "gpu2"})
+    free = queued(store)
+    assert claim(store, "gpu1").id == free.id  # type: ignore[union-attr]
+    assert claim(store, "gpu1") is None
+    got = claim(store, "gpu2")
+    assert got is not None and got.id == pinned.id and got.route == {"server": "gpu2"}
+
+
+def test_a_run_needing_tags_goes_only_to_a_server_with_all_of_them(store: RunStore) -> None:
+    run = queued(store, route={"tags": ["sdxl", "big"]})
+    take = store.claim
+    assert take("a", "o", limit=0, prompt_id="p1", client_id="c", tags=["sdxl"]) is None
+    assert take("b", "o", limit=0, prompt_id="p2", client_id="c") is None
+    got = take("c", "o", limit=0, prompt_id="p3", client_id="c", tags=["big", "sdxl", "x"])
+    assert got is not None and got.id == run.id and got.server == "c"
+
+
+def test_oldest_queued_lists_the_first_created_queued_runs(store: RunStore) -> None:
+    first, second, third = queued(store), queued(store, priority=5), queued(store)
+    assert claim(store).id == second.id  # type: ignore[union-attr]
+    assert [r.id for r in store.oldest_queued(5)] == [first.id, third.id]
+    assert [r.id for r in store.oldest_queued(1)] == [first.id]
+
+
 def test_limit_zero_means_no_limit(store: RunStore) -> None:
     for _ in range(5):
         queued(store)
