@@ -35,13 +35,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--data-dir", default=None, help="holds input/ output/ temp/ (default: temp dir)"
     )
+    p.add_argument("--job-log", default=None, help="append one JSON line per finished prompt")
     p.add_argument("--ready-file", default=None, help="write the base URL here once listening")
     p.add_argument("--log-level", default="WARNING")
     return p.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    cfg = SimConfig(version=args.comfy_version)
+    cfg = SimConfig(version=args.comfy_version, job_log=args.job_log)
     cfg.apply(
         {
             "parallel": args.parallel,

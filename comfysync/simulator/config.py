@@ -55,6 +55,10 @@ class SimConfig:
     output_order: list[str] = field(default_factory=list)
     # Images with more pixels than this are processed in a worker thread.
     thread_pixels: int = 512 * 512
+    # Appends one JSON line per finished prompt here (prompt and client id, when it
+    # started and ended, how many waited behind it): the server's own record of
+    # the work it got, which survives a kill -9.
+    job_log: str | None = None
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS:

@@ -194,11 +194,26 @@ class Executor:
             got = await self.queue.get()
             if got is not None:
                 task_id, item = got
+                started, waiting = time.time(), len(self.queue.pending())
                 await self._run(task_id, item)
+                if self.cfg.job_log:
+                    self._log_job(item, started, waiting)
             flags = self.queue.take_flags()
             if flags.get("free_memory"):
                 # /free takes effect when the worker wakes: now if idle, else after the prompt.
                 self.cache.reset()
+
+    def _log_job(self, item: QueueItem, started: float, waiting: int) -> None:
+        entry = {
+            "prompt_id": item.prompt_id,
+            "client_id": item.extra_data.get("client_id"),
+            "started": started,
+            "ended": time.time(),
+            "waiting": waiting,
+        }
+        assert self.cfg.job_log is not None
+        with open(self.cfg.job_log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
         """Flag the running prompt(s); takes effect at the next node boundary."""
