@@ -56,6 +56,7 @@ ROUTE_SCOPES: dict[str, frozenset[str]] = {
             "api.comfy.comfyui_queue",
             "api.comfy.comfyui_system_stats",
             "api.comfy.comfyui_interrupt",
+            "api.servers.list_servers",
         ),
         frozenset({ADMIN}),
     ),

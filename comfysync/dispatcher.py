@@ -25,12 +25,21 @@ from gevent.event import Event
 
 from .comfy.backend import ComfyBackend
 from .comfy.protocol import Outcome
-from .errors import ComfyUnavailable, GatewayError, GenerationTimeout, NotFound, PromptLost
+from .errors import (
+    ComfyUnavailable,
+    GatewayError,
+    GenerationTimeout,
+    NotFound,
+    PromptLost,
+    ServerDown,
+)
 from .events.frames import FrameEvents
 from .events.writer import EventWriter
 from .generation import GenerationResult, collect_outputs, phase_ms, store_outputs
 from .greenlets import Background
+from .inputs.carry import carry_uploads
 from .outputs import OutputFile, list_texts
+from .routing import models_of, ranked
 from .runs.base import (
     CANCELLED,
     DISPATCHING,
@@ -62,6 +71,10 @@ TRANSIENT = (PromptLost, ComfyUnavailable)
 IDLE_CHECK = 1.0
 # Finished runs past RUN_RETENTION_HOURS are deleted at most this long after.
 PRUNE_EVERY = 600.0
+# Queued runs past RUN_TIMEOUT (pinned to a server that stays down, say) are
+# failed this often, the oldest EXPIRE_BATCH at a time.
+EXPIRE_EVERY = 1.0
+EXPIRE_BATCH = 100
 # A run still executing this long after ComfyUI started it is recorded
 # `running`; one done sooner goes straight to its end, `started_at` recorded
 # with it. Most quick jobs save a write that way (a quarter of the store's
@@ -98,6 +111,8 @@ class Dispatcher:
         self.progress_sent: dict[str, float] = {}
         self.paused = False
         self._pid: int | None = None
+        for backend in gateway.backends:
+            backend.health.on_up = self._kick_soon  # a server back: it gets work at once
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -113,6 +128,7 @@ class Dispatcher:
         self.background.spawn(self._adopt_forever, name="adopt")
         self.background.spawn(self._dispatch_forever, name="dispatch")
         self.background.spawn(self._prune_forever, name="prune")
+        self.background.spawn(self._expire_forever, name="expire")
 
     def pause(self) -> None:
         """Claim nothing more (shutting down); runs under way go on."""
@@ -163,6 +179,28 @@ class Dispatcher:
                 log.warning("could not prune runs: %s", err)
             gevent.sleep(min(PRUNE_EVERY, keep / 10))
 
+    def _expire_forever(self) -> None:
+        while True:
+            gevent.sleep(EXPIRE_EVERY)
+            if self.paused:
+                continue
+            try:
+                self._expire_queued()
+            except GatewayError as err:
+                log.warning("could not expire queued runs: %s", err)
+
+    def _expire_queued(self) -> None:
+        cutoff = time.time() - self.settings.runs.timeout
+        for record in self.store.oldest_queued(EXPIRE_BATCH):
+            if record.created_at > cutoff:
+                continue
+            where = (record.route or {}).get("server")
+            why = f"server {where} did not take it" if where else "no ComfyUI server took it"
+            err = GenerationTimeout(
+                f"The run waited {self.settings.runs.timeout:g} s in the queue; {why}"
+            )
+            self._fail(record, err, expect={QUEUED})
+
     def _dispatch_forever(self) -> None:
         while True:
             self.kick()
@@ -183,32 +221,41 @@ class Dispatcher:
         except GatewayError as err:
             log.warning("could not claim runs: %s", err)
 
+    def _kick_soon(self) -> None:
+        # Told on the socket's reader greenlet, which must not wait for the store.
+        self.background.spawn(self.kick, name="kick")
+
     def _claim_one(self) -> bool:
-        for backend in self.gateway.backends:
+        # Which run comes next is the store's to say (priority, then age);
+        # the router says which server would take one soonest.
+        for backend in ranked(self.gateway.backends):
             record = self.store.claim(
                 backend.name,
                 self.owner,
-                limit=self.settings.comfy.max_inflight,
+                limit=backend.limit,
                 prompt_id=str(uuid.uuid4()),
                 client_id=backend.client_id,
+                tags=backend.tags,
             )
             if record is not None:
                 self._spawn(record, resumed=False)
                 return True
         return False
 
-    def offer(self) -> Claim | None:
-        """How this process would dispatch a run being created, if it may (see `taken`)."""
+    def offer(self, record: RunRecord) -> Claim | None:
+        """Where this process would dispatch `record`, being created, if it may (see `taken`)."""
         if self.paused or self._pid != os.getpid():
             return None
-        backend = self.gateway.backend()
-        return Claim(
-            backend.name,
-            self.owner,
-            self.settings.comfy.max_inflight,
-            str(uuid.uuid4()),
-            backend.client_id,
+        best = ranked(
+            self.gateway.backends,
+            record.route,
+            workflow=record.request.get("workflow"),
+            models=models_of(record.graph),
         )
+        if not best:
+            return None
+        backend = best[0]
+        return Claim(backend.name, self.owner, backend.limit, str(uuid.uuid4()), backend.client_id)
 
     def taken(self, record: RunRecord) -> None:
         """See through a run the store created claimed for `offer`; otherwise claim runs.
@@ -230,16 +277,12 @@ class Dispatcher:
 
     # -- one run ----------------------------------------------------------------
 
-    def _backend(self, name: str | None) -> ComfyBackend:
-        for backend in self.gateway.backends:
-            if backend.name == name:
-                return backend
-        return self.gateway.backend()
-
     def _spawn(self, record: RunRecord, *, resumed: bool) -> None:
         # Registered before the greenlet runs, so a holder of this process can
         # tell at once that the run is ours (see `ends_here`).
         abandon = self.executing[record.id] = Event()
+        if record.status in IN_FLIGHT:
+            self.gateway.backend(record.server).claimed += 1  # until its prompt ends there
         self.background.spawn(self._execute, record, resumed, abandon, name="run")
 
     def ends_here(self, run_id: str) -> bool:
@@ -251,7 +294,7 @@ class Dispatcher:
             if record.status == UPLOADING:
                 self._upload(record, _restore_files(record))
             else:
-                self._see_through(record, self._backend(record.server), resumed, abandon)
+                self._see_through(record, self.gateway.backend(record.server), resumed, abandon)
         except Exception as err:  # noqa: BLE001 - a bug must still end the run, not strand it
             log.exception("run %s failed unexpectedly", record.id)
             self._fail(record, GatewayError(f"internal error: {type(err).__name__}"))
@@ -270,15 +313,24 @@ class Dispatcher:
         marks: dict[str, float] = {"start": record.created_at}
         running: list[gevent.Greenlet] = []
         try:
-            outcome = backend.run_prompt(
-                None if resumed else record.graph,
-                record.prompt_id or "",
-                deadline,
-                abandon=abandon,
-                on_submitted=lambda: marks.__setitem__("queued", time.time()),
-                on_frame=self._progress_listener(record, marks, running),
-            )
+            try:
+                if not resumed:
+                    carry_uploads(record, self.gateway.backend(record.uploads_on), backend)
+                outcome = backend.run_prompt(
+                    None if resumed else record.graph,
+                    record.prompt_id or "",
+                    deadline,
+                    abandon=abandon,
+                    on_submitted=lambda: marks.__setitem__("queued", time.time()),
+                    on_frame=self._progress_listener(record, marks, running),
+                )
+            finally:
+                backend.claimed -= 1
             marks["executed"] = time.time()
+            began = marks.get("started", marks.get("queued"))
+            if began is not None:
+                workflow = record.request.get("workflow")
+                backend.job_done(marks["executed"] - began, workflow, models_of(record.graph))
             files, stored = collect_outputs(
                 backend, record, outcome, deadline, self.settings.comfy.read_timeout
             )
@@ -429,6 +481,8 @@ class Dispatcher:
         left = record.created_at + self.settings.runs.timeout - time.time()
         if isinstance(err, TRANSIENT) and len(attempts) < self.settings.runs.max_attempts:
             delay = self.settings.runs.retry_base * 2 ** max(0, len(attempts) - 1)
+            if isinstance(err, ServerDown):
+                delay = 0.0  # another server can take it now
             if delay < left:
                 log.info("run %s: attempt %d failed (%s), retrying", record.id, len(attempts), err)
                 self.store.update(
@@ -448,9 +502,14 @@ class Dispatcher:
         self._fail(record, err, attempts)
 
     def _fail(
-        self, record: RunRecord, err: GatewayError, attempts: list[dict[str, Any]] | None = None
+        self,
+        record: RunRecord,
+        err: GatewayError,
+        attempts: list[dict[str, Any]] | None = None,
+        *,
+        expect: Collection[str] = OWNED,
     ) -> None:
-        if isinstance(err, GenerationTimeout):
+        if isinstance(err, GenerationTimeout) and record.status != QUEUED:
             err.message = (
                 f"No result after {self.settings.runs.timeout:g} s; "
                 "the prompt keeps running, fetch it later by prompt_id"
@@ -462,7 +521,7 @@ class Dispatcher:
         if attempts is not None:
             changes["attempts"] = attempts
         changes["progress"] = _progress(record, record.progress.get("total", 0), "failed")
-        failed = self._end(record, OWNED, changes, ("failed", body))
+        failed = self._end(record, expect, changes, ("failed", body))
         if failed is not None:
             self._ended(failed)
 
@@ -516,7 +575,7 @@ class Dispatcher:
             if abandon is not None:
                 abandon.set()  # our own: the backend cancels it in ComfyUI
             else:
-                self._backend(record.server).cancel(record.prompt_id)
+                self.gateway.backend(record.server).cancel(record.prompt_id)
         return cancelled
 
     def retry_after(self) -> int:

@@ -150,6 +150,13 @@ class AnswerLost(ComfyUnavailable):
     """
 
 
+class ServerDown(ComfyUnavailable):
+    """The ComfyUI server of an attempt went down; the run is tried on another server."""
+
+    error_type = "comfyui_server_down"
+    description = "The ComfyUI server running this prompt went down"
+
+
 class ShuttingDown(GatewayError):
     """The gateway is stopping; the prompt keeps running in ComfyUI."""
 

@@ -7,6 +7,7 @@ import logging
 import gevent
 from gevent.event import Event
 
+from . import routing
 from .comfy.backend import ComfyBackend
 from .config import Settings
 from .dispatcher import Dispatcher
@@ -37,8 +38,10 @@ class Gateway:
             else None
         )
         self.local = LocalDiskStore(service.output_dir, service.server_base_url, signer=signer)
-        # One server today; routing over a fleet picks among several here.
-        self.backends = [ComfyBackend.build(settings, self.local)]
+        self.backends = [
+            ComfyBackend.build(settings, self.local, server) for server in settings.comfy.servers
+        ]
+        self._by_name = {backend.name: backend for backend in self.backends}
         self.workflows = WorkflowStore(settings.service.workflows_dir)
         self.input_settings = settings.inputs
         self.fetcher = ImageFetcher(self.input_settings)
@@ -60,9 +63,30 @@ class Gateway:
         self.webhooks.start()
         self.pruner.start()
 
-    def backend(self) -> ComfyBackend:
-        """The ComfyUI server for the next request."""
-        return self.backends[0]
+    def backend(self, name: str | None = None) -> ComfyBackend:
+        """The ComfyUI server of that name; the first (the only one, without a fleet) for None.
+
+        A name no longer configured (a run recorded before the fleet changed)
+        gets the first server, which then says it does not know the prompt.
+        """
+        if name is None:
+            return self.backends[0]
+        return self._by_name.get(name) or self.backends[0]
+
+    def has_server(self, name: str) -> bool:
+        """Whether `name` is a configured server."""
+        return name in self._by_name
+
+    def home(self, route: dict | None = None) -> ComfyBackend:
+        """Where a new run's input images go: the server it will most likely run on."""
+        pinned = (route or {}).get("server")
+        if pinned is not None:
+            return self.backend(pinned)
+        best = routing.ranked(self.backends, route)
+        if best:
+            return best[0]
+        able = [b for b in self.backends if routing.admits(route, b.name, b.tags)]
+        return (able or self.backends)[0]
 
     def begin_shutdown(self, grace: float) -> None:
         """Stop taking work; after `grace` seconds answer every held request with 503."""

@@ -19,7 +19,7 @@ from .inputs import prepare_images
 from .outputs import OutputFile, choose, describe, list_files
 from .params import resolve_inputs
 from .params.deploy import is_deploy_node
-from .runs.base import QueueFull, RunRecord, body_hash
+from .runs.base import QueueFull, RunRecord, admits, body_hash
 from .storage import upload_all
 from .storage.base import StoredFile
 from .transcode import OutputOptions, parse_output_options
@@ -50,6 +50,7 @@ class GenerationSpec:
     output: OutputOptions = field(default_factory=OutputOptions)
     inputs: dict[str, Any] | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # `server` and `tags`: where it may run
 
     @classmethod
     def from_body(cls, body: Any, files: dict[str, bytes] | None = None) -> GenerationSpec:
@@ -85,7 +86,59 @@ class GenerationSpec:
             output=parse_output_options(body),
             inputs=body.get("inputs"),
             files=files or {},
+            route=read_route(body),
         )
+
+
+def read_route(body: dict[str, Any]) -> dict[str, Any] | None:
+    """`"server": "gpu1"` pins a run to a server; `"tags": ["sdxl"]` needs servers with them.
+
+    :raises BadRequest: naming the field.
+    """
+    route: dict[str, Any] = {}
+    server = body.get("server")
+    if server is not None:
+        if not isinstance(server, str) or not server.strip():
+            raise BadRequest("'server' must be the name of a ComfyUI server", field="server")
+        route["server"] = server.strip()
+    tags = body.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            raise BadRequest("'tags' must be a list of server tags", field="tags")
+        if tags:
+            route["tags"] = sorted(set(tags))
+    return route or None
+
+
+def run_route(gateway: Gateway, spec: GenerationSpec) -> dict[str, Any] | None:
+    """Where the run may go: the request's `server` and `tags`, plus its workflow's tags.
+
+    :raises BadRequest: no configured server could ever take it.
+    """
+    route = dict(spec.route or {})
+    if spec.workflow is not None:
+        declared = gateway.workflows.declared_tags(spec.workflow)
+        if declared:
+            route["tags"] = sorted({*route.get("tags", ()), *declared})
+    check_route(gateway, route or None)
+    return route or None
+
+
+def check_route(gateway: Gateway, route: dict[str, Any] | None) -> None:
+    """Refuse a route no configured server could ever take.
+
+    :raises BadRequest: naming the field.
+    """
+    if not route:
+        return
+    names = ", ".join(b.name for b in gateway.backends)
+    pinned = route.get("server")
+    if pinned is not None and not gateway.has_server(pinned):
+        raise BadRequest(f"No ComfyUI server {pinned!r}; the servers are {names}", field="server")
+    if not any(admits(route, b.name, b.tags) for b in gateway.backends):
+        wanted = ", ".join(route.get("tags") or ())
+        where = f"Server {pinned} does not have" if pinned else "No server has"
+        raise BadRequest(f"{where} every tag of: {wanted}", field="tags")
 
 
 @dataclass
@@ -119,8 +172,18 @@ class GenerationResult:
         return body
 
 
-def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[str, Any]:
-    """The graph to submit: stored or inline, then patches, prompt and our own changes."""
+def build_graph(
+    gateway: Gateway,
+    spec: GenerationSpec,
+    prompt_id: str,
+    home: ComfyBackend | None = None,
+    uploaded: list[str] | None = None,
+) -> dict[str, Any]:
+    """The graph to submit: stored or inline, then patches, prompt and our own changes.
+
+    Input images go to `home` (default: the first server); their names are
+    added to `uploaded`.
+    """
     if spec.workflow is not None:
         graph = gateway.workflows.load(spec.workflow)
         patching.check_graph(graph, field=f"workflow {spec.workflow}")
@@ -131,7 +194,7 @@ def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[
     if spec.randomize_seed:
         patching.randomize_seeds(graph)  # before typed inputs, so an explicit seed wins
     check_file_inputs(graph)  # typed inputs check their own names
-    graph = _apply_inputs(gateway, spec, graph)
+    graph = _apply_inputs(gateway, spec, graph, home or gateway.backend(), uploaded)
     patching.check_output_node(graph, spec.output_node_id)
     patching.prefix_outputs(graph, prompt_id)
     if gateway.settings.service.log_workflows:
@@ -139,26 +202,39 @@ def build_graph(gateway: Gateway, spec: GenerationSpec, prompt_id: str) -> dict[
     return graph
 
 
-def _apply_inputs(gateway: Gateway, spec: GenerationSpec, graph: dict[str, Any]) -> dict[str, Any]:
+def _apply_inputs(
+    gateway: Gateway,
+    spec: GenerationSpec,
+    graph: dict[str, Any],
+    home: ComfyBackend,
+    uploaded: list[str] | None,
+) -> dict[str, Any]:
     """Typed `inputs` (declared or ComfyUI Deploy nodes), then input images into ComfyUI."""
     declaration = gateway.workflows.declaration(spec.workflow, graph) if spec.workflow else None
     jobs: list[Any] = []
     if declaration or spec.inputs or spec.files or any(map(is_deploy_node, graph.values())):
         graph, jobs = resolve_inputs(graph, declaration, spec.inputs, spec.files)
     if jobs or any(str(n.get("class_type", "")).startswith("LoadImage") for n in graph.values()):
+
+        def upload(data: bytes, name: str) -> str:
+            stored = home.client.upload_image(data, name)
+            if uploaded is not None:
+                uploaded.append(stored)
+            return stored
+
         graph = prepare_images(
             graph,
             jobs,
-            upload=gateway.backend().client.upload_image,
+            upload=upload,
             settings=gateway.input_settings,
             fetcher=gateway.fetcher,
         )
     return graph
 
 
-def submit_only(gateway: Gateway, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
-    """Queue a graph without waiting; returns ComfyUI's reply."""
-    return gateway.backend().submit(graph, prompt_id)
+def submit_only(backend: ComfyBackend, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
+    """Queue a graph on `backend` without waiting; returns ComfyUI's reply."""
+    return backend.submit(graph, prompt_id)
 
 
 def start_run(
@@ -180,7 +256,10 @@ def start_run(
     """
     run_id = str(uuid.uuid4())
     read_target(body, gateway.settings.webhooks.url)  # a bad webhook is refused up front
-    graph = build_graph(gateway, spec, run_id)
+    route = run_route(gateway, spec)
+    home = gateway.home(route)
+    uploaded: list[str] = []
+    graph = build_graph(gateway, spec, run_id, home, uploaded)
     now = time.time()
     digest = None
     if idempotency_key is not None:
@@ -198,11 +277,14 @@ def start_run(
         body_hash=digest,
         key_name=key_name,
         progress={"current": 0, "total": len(graph), "message": "queued"},
+        route=route,
+        uploads=uploaded,
+        uploads_on=home.name if uploaded else None,
     )
     dispatcher = gateway.dispatcher
     try:
         created, new = gateway.runs.create(
-            record, max_queued=gateway.settings.runs.max_queued, claim=dispatcher.offer()
+            record, max_queued=gateway.settings.runs.max_queued, claim=dispatcher.offer(record)
         )
     except QueueFull as err:
         err.headers["Retry-After"] = str(dispatcher.retry_after())

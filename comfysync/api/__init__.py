@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, current_app
 from ..auth import require_api_key
 from ..errors import ShuttingDown
 from ..ratelimit import add_rate_headers, check_rate
-from . import comfy, events, files, generate, runs, tasks, workflows
+from . import comfy, events, files, generate, runs, servers, tasks, workflows
 
 api = Blueprint("api", __name__, url_prefix="/api")
 api.before_request(require_api_key)
@@ -21,7 +21,7 @@ def _refuse_during_shutdown() -> None:
         raise ShuttingDown("The gateway is shutting down; retry on another instance")
 
 
-for _module in (generate, runs, events, comfy, workflows, tasks):
+for _module in (generate, runs, events, comfy, workflows, tasks, servers):
     api.register_blueprint(_module.bp)
 
 
@@ -29,3 +29,4 @@ def register(app: Flask) -> None:
     """Attach the `/api` blueprints and the file server."""
     app.register_blueprint(api)
     app.register_blueprint(files.bp)
+    app.register_blueprint(servers.probes)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import GatewayError
+from .servers import server_named
 
 bp = Blueprint("comfy", __name__)
 
 
 @bp.get("/test_comfy")
 def test_comfy():
-    """Ask ComfyUI for `/system_stats`; 503 with the reason when it cannot be reached."""
-    backend = current_app.extensions["comfysync"].backend()
+    """Ask ComfyUI for `/system_stats`; 503 with the reason when it cannot be reached.
+
+    With a fleet, `?server=` names the server (default: the first); `/api/servers`
+    shows them all.
+    """
+    backend = server_named(request.args.get("server"))
     url = f"{backend.client.base_url}/system_stats"
     try:
         stats = backend.client.system_stats()
@@ -36,17 +41,17 @@ def status():
 @bp.get("/comfyui-queue-status")
 def comfyui_queue():
     """ComfyUI's `/queue`: what it is running and what waits in its own queue."""
-    return current_app.extensions["comfysync"].backend().client.queue()
+    return server_named(request.args.get("server")).client.queue()
 
 
 @bp.get("/comfyui-system-stats")
 def comfyui_system_stats():
     """ComfyUI's `/system_stats`."""
-    return current_app.extensions["comfysync"].backend().client.system_stats()
+    return server_named(request.args.get("server")).client.system_stats()
 
 
 @bp.post("/comfyui-interrupt")
 def comfyui_interrupt():
     """Interrupt whatever ComfyUI is executing now (every client's prompt)."""
-    current_app.extensions["comfysync"].backend().client.interrupt()
+    server_named(request.args.get("server")).client.interrupt()
     return {"status": "success"}

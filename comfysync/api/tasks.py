@@ -15,6 +15,7 @@ from ..numbers import parse_whole
 from ..runs.base import QUEUED
 from ..runs.views import task_body
 from ..workflows.files import name_problem
+from .servers import server_named
 
 bp = Blueprint("tasks", __name__)
 
@@ -50,10 +51,11 @@ def history():
 def history_entry(prompt_id: str):
     """One prompt's outcome and output files."""
     gateway = current_app.extensions["comfysync"]
-    entry = gateway.backend().client.history(prompt_id)
-    if not entry:
+    found = tasks.find_history(gateway, prompt_id)
+    if found is None:
         raise NotFound(f"No history for prompt {prompt_id}", prompt_id=prompt_id)
-    return {"status": "success"} | tasks.history_item(gateway, prompt_id, entry)
+    backend, entry = found
+    return {"status": "success"} | tasks.history_item(gateway, prompt_id, entry, backend.name)
 
 
 @bp.get("/image/<prompt_id>")
@@ -80,9 +82,7 @@ def view():
     parts = subfolder.replace("\\", "/").split("/")
     if subfolder.startswith(("/", "\\")) or any(p and name_problem(p) for p in parts):
         raise BadRequest("'subfolder' must be a relative folder without '..'", field="subfolder")
-    upstream = (
-        current_app.extensions["comfysync"].backend().client.open_view(filename, subfolder, kind)
-    )
+    upstream = server_named(request.args.get("server")).client.open_view(filename, subfolder, kind)
 
     def body():
         try:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify
 
 from ..auth import check_may_run
 from ..errors import BadRequest, GatewayError
-from ..generation import GenerationSpec, build_graph, submit_only
+from ..generation import GenerationSpec, build_graph, run_route, submit_only
 from ..params import schema_json
 from .body import read_body
 
@@ -51,8 +51,9 @@ def queue_workflow(name: str):
     try:
         spec = _spec_for(name, *read_body())
         check_may_run(spec)
-        graph = build_graph(gateway, spec, prompt_id)
-        reply = submit_only(gateway, graph, prompt_id)
+        backend = gateway.home(run_route(gateway, spec))
+        graph = build_graph(gateway, spec, prompt_id, backend)
+        reply = submit_only(backend, graph, prompt_id)
     except GatewayError as err:
         body = {"prompt_id": None, "node_errors": {}, "client_id": None} | err.to_dict()
         return jsonify(body), err.code
@@ -62,5 +63,5 @@ def queue_workflow(name: str):
         "number": reply.get("number"),
         "node_errors": reply.get("node_errors", {}),
         "error": None,
-        "client_id": gateway.backend().client_id,
+        "client_id": backend.client_id,
     }

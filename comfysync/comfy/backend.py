@@ -18,15 +18,20 @@ import gevent
 from gevent.event import Event
 
 from ..config import Settings
+from ..config.fleet import ComfyServer
 from ..errors import AnswerLost, ClientGone, GatewayError, GenerationTimeout
 from ..outputs import OutputCopier
 from ..storage.local import LocalDiskStore
 from .client import ComfyClient
+from .health import ServerHealth
 from .protocol import Outcome
 from .waits import FrameListener, PromptWait
 from .watcher import ComfyWatcher
 
 log = logging.getLogger(__name__)
+
+# Weight of the newest job in a server's mean time per job.
+_EWMA = 0.2
 
 # Between `executing null` and the history entry ComfyUI writes right after it,
 # the prompt is briefly in neither place that says how it ended.
@@ -63,6 +68,9 @@ class ComfyBackend:
         name: str = "default",
         timeout_label: float | None = None,
         cancel_on_timeout: bool = False,
+        limit: int = 0,
+        tags: frozenset[str] = frozenset(),
+        failover_grace: float = 30.0,
     ) -> None:
         self.name = name
         self.client = client
@@ -70,17 +78,27 @@ class ComfyBackend:
         self.copier = copier
         self.timeout_label = timeout_label
         self.cancel_on_timeout = cancel_on_timeout
+        self.limit = limit  # prompts it may hold at once, over every worker; 0: no limit
+        self.tags = tags
+        self.health = ServerHealth(name, client, watcher, grace=failover_grace)
         self.cancelled = BoundedSet()
+        # What this process saw it do, for routing and /api/servers.
+        self.claimed = 0  # runs this process dispatched to it that have not ended there
+        self.jobs_done = 0
+        self.mean_seconds: float | None = None  # per job, submit to end
+        self.workflow_seconds: OrderedDict[str, float] = OrderedDict()
+        self.last_models: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, settings: Settings, local: LocalDiskStore) -> ComfyBackend:
-        """The one server named by COMFYUI_URL, with its timeouts and socket settings."""
+    def build(cls, settings: Settings, local: LocalDiskStore, server: ComfyServer) -> ComfyBackend:
+        """One server of the fleet, with the timeouts and socket settings all servers share."""
         comfy = settings.comfy
         client = ComfyClient(
-            comfy.url,
+            server.url,
             connect_timeout=comfy.connect_timeout,
             read_timeout=comfy.read_timeout,
             retries=comfy.retries,
+            headers=server.headers,
         )
         watcher = ComfyWatcher(
             client,
@@ -94,9 +112,51 @@ class ComfyBackend:
             client,
             watcher,
             copier,
+            name=server.name,
             timeout_label=settings.service.generation_timeout,
             cancel_on_timeout=settings.service.cancel_on_timeout,
+            limit=comfy.limit(server),
+            tags=server.tags,
+            failover_grace=comfy.failover_grace,
         )
+
+    @property
+    def up(self) -> bool:
+        """Whether this process may send it work."""
+        return self.health.up
+
+    def job_seconds(self, workflow: str | None) -> float | None:
+        """Its recent time per job for this workflow, else for any."""
+        if workflow is not None and workflow in self.workflow_seconds:
+            return self.workflow_seconds[workflow]
+        return self.mean_seconds
+
+    def job_done(self, seconds: float, workflow: str | None, models: frozenset[str]) -> None:
+        """Record a finished job: its time, and the models it left loaded."""
+        self.jobs_done += 1
+        self.mean_seconds = _ewma(self.mean_seconds, seconds)
+        if workflow is not None:
+            self.workflow_seconds[workflow] = _ewma(self.workflow_seconds.get(workflow), seconds)
+            self.workflow_seconds.move_to_end(workflow)
+            while len(self.workflow_seconds) > 256:
+                self.workflow_seconds.popitem(last=False)
+        if models:
+            self.last_models = models
+
+    def status(self) -> dict[str, Any]:
+        """What `/api/servers` shows of it (never its address)."""
+        return {
+            "name": self.name,
+            "up": self.up,
+            "connected": self.watcher.connected,
+            "tags": sorted(self.tags),
+            "max_inflight": self.limit,
+            "in_flight": self.claimed,
+            "queue_remaining": self.watcher.queue_remaining,
+            "jobs_done": self.jobs_done,
+            "mean_job_seconds": None if self.mean_seconds is None else round(self.mean_seconds, 3),
+            "last_error": self.health.last_error,
+        }
 
     @property
     def client_id(self) -> str:
@@ -104,11 +164,13 @@ class ComfyBackend:
         return self.watcher.client_id
 
     def start(self) -> None:
-        """Open the WebSocket in this process."""
+        """Open the WebSocket in this process and watch its health."""
         self.watcher.ensure_started()
+        self.health.start()
 
     def close(self) -> None:
         """Stop watching and close connections."""
+        self.health.stop()
         self.watcher.stop()
         self.client.close()
 
@@ -215,3 +277,7 @@ class ComfyBackend:
         self.cancelled.add(prompt_id)
         log.info("cancelled prompt %s in ComfyUI", prompt_id)
         return True
+
+
+def _ewma(mean: float | None, value: float) -> float:
+    return value if mean is None else mean + _EWMA * (value - mean)

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
@@ -77,6 +77,9 @@ class ComfyWatcher:
         self.connections = 0  # sockets opened by this process, for status and benchmarks
         self.last_connected_at: float | None = None
         self.last_disconnected_at: float | None = None
+        self.queue_remaining = 0  # the server's whole queue, from its status frames
+        # Told True on every connect and False on every loss (the backend's health).
+        self.on_connection: Callable[[bool], None] | None = None
         self._ws: websocket.WebSocket | None = None
         self._pid: int | None = None
         self._reconcile_pending: set[str] = set()
@@ -141,6 +144,8 @@ class ComfyWatcher:
             log.info("websocket connected to %s (clientId %s)", self.server, self.client_id)
             if reconnect:
                 self.request_reconcile(self.waits.values())
+            if self.on_connection is not None:
+                self.on_connection(True)
             pinger = self.background.spawn(self._ping_forever, ws, name="pinger")
             try:
                 self._read(ws)
@@ -159,6 +164,7 @@ class ComfyWatcher:
             f"{self.client.ws_url}?clientId={self.client_id}",
             timeout=self.client.timeout[0],
             suppress_origin=True,
+            header=self.client.headers,
         )
         # Any frame, pong replies included, must arrive within this time;
         # otherwise the connection is stalled even if TCP still looks open.
@@ -182,12 +188,23 @@ class ComfyWatcher:
         except (ValueError, KeyError, TypeError):
             log.debug("ignoring malformed frame %r", raw[:200])
             return
-        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return
+        prompt_id = data.get("prompt_id")
         if prompt_id is None:
+            if kind == "status":
+                self._read_status(data)
             return
         wait = self.waits.get(prompt_id)
         if wait is not None:
             wait.on_frame(kind, data)
+
+    def _read_status(self, data: dict[str, Any]) -> None:
+        # {"status": {"exec_info": {"queue_remaining": N}}, "sid": ...}
+        info = (data.get("status") or {}).get("exec_info") or {}
+        remaining = info.get("queue_remaining") if isinstance(info, dict) else None
+        if isinstance(remaining, int) and remaining >= 0:
+            self.queue_remaining = remaining
 
     def _ping_forever(self, ws: websocket.WebSocket) -> None:
         while True:
@@ -203,6 +220,8 @@ class ComfyWatcher:
         self._close_socket()
         for wait in self.waits.values():
             wait.gap = True  # frames may be lost until we are back
+        if self.on_connection is not None:
+            self.on_connection(False)
 
     def _close_socket(self) -> None:
         ws, self._ws = self._ws, None

@@ -4,6 +4,7 @@ The file sits beside `workflows/<name>.json` and never reaches ComfyUI. Format::
 
     {
       "description": "optional text about the workflow",
+      "tags": ["sdxl"],
       "parameters": {
         "prompt": {"type": "string", "target": "6.text", "description": "What to draw"},
         "seed":   {"type": "int", "targets": ["3.seed", "12.noise_seed"],
@@ -25,6 +26,9 @@ Each parameter takes:
 - `min`, `max` (int and float), `choices` (enum, required there): checked on input.
 - `required` (bool): the request must set it.
 - `alpha` (image only): upload as an RGBA PNG so LoadImage's MASK output carries it.
+
+`tags` (optional, at the top) are server tags every run of the workflow needs: in a
+fleet it runs only on servers that have them all (COMFYUI_URLS `;tags=`).
 
 A `$comment` key (at the top or in a parameter) is ignored; any other unknown key is an
 error, so a typo surfaces when the file is loaded instead of being silently ignored.
@@ -70,6 +74,7 @@ class Declaration:
     params: tuple[Param, ...]
     description: str = ""
     source: str = "<inline>"
+    tags: tuple[str, ...] = ()  # server tags its runs need
 
 
 def declaration_path(workflow_path: str | Path) -> Path:
@@ -115,7 +120,7 @@ def parse_declaration(
     """
     if not isinstance(data, dict):
         raise DeclarationError(f"{source}: expected a JSON object")
-    unknown = set(data) - {"parameters", "description", "$comment"}
+    unknown = set(data) - {"parameters", "description", "tags", "$comment"}
     if unknown:
         raise DeclarationError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     specs = data.get("parameters")
@@ -124,13 +129,16 @@ def parse_declaration(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise DeclarationError(f"{source}: 'description' must be a string")
+    tags = data.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise DeclarationError(f"{source}: 'tags' must be a list of server tags")
     params = []
     for name, spec in specs.items():
         try:
             params.append(_parse_param(name, spec))
         except DeclarationError as err:
             raise DeclarationError(f"{source}: parameter {name!r}: {err}") from None
-    declaration = Declaration(tuple(params), description, source)
+    declaration = Declaration(tuple(params), description, source, tuple(sorted(set(tags))))
     if graph is not None:
         check_targets(graph, declaration)
     return declaration

@@ -73,6 +73,7 @@ def record_body(record: RunRecord, queue_position: int | None = None) -> dict[st
             "message": record.progress.get("message", ""),
         },
         "prompt_id": record.prompt_id,
+        "server": record.server,  # its name, never its address
         "priority": record.priority,
         "attempts": len(record.attempts),
     }

@@ -70,6 +70,17 @@ class WorkflowStore:
             raise GatewayError(f"Workflow {name!r} is not a ComfyUI API-format graph")
         return graph
 
+    def declared_tags(self, name: str) -> tuple[str, ...]:
+        """The server tags the workflow's declaration says its runs need (none without one).
+
+        :raises GatewayError: a missing workflow, or a broken declaration.
+        """
+        path = self.path_for(name)
+        if not os.path.exists(path[: -len(".json")] + DECLARATION_SUFFIX + ".json"):
+            return ()
+        declaration = self.declaration(name, self.load(name))
+        return declaration.tags if declaration is not None else ()
+
     def declaration(self, name: str, graph: dict[str, Any]) -> Declaration | None:
         """The typed parameters declared beside a workflow (`<name>.params.json`), if any.
 

@@ -98,12 +98,30 @@ def test_parameter_errors_name_file_and_parameter(spec, message) -> None:
         ({"parameters": [], "description": "x"}, "'parameters' must be an object"),
         ({"parameters": {}, "extra": 1}, "unknown key"),
         ({"parameters": {}, "description": 3}, "'description' must be a string"),
+        ({"parameters": {}, "tags": "sdxl"}, "'tags' must be a list of server tags"),
+        ({"parameters": {}, "tags": [""]}, "'tags' must be a list of server tags"),
         ({"parameters": {"bad name": {"type": "int", "target": "3.seed"}}}, "a name must be"),
     ],
 )
 def test_file_level_errors(data, message) -> None:
     with pytest.raises(DeclarationError, match=message):
         parse_declaration(data)
+
+
+def test_a_workflow_may_need_server_tags(tmp_path: Path) -> None:
+    assert parse_declaration({"parameters": {}}).tags == ()
+    assert parse_declaration({"parameters": {}, "tags": ["sdxl", "big", "sdxl"]}).tags == (
+        "big",
+        "sdxl",
+    )
+    from comfysync.workflows.store import WorkflowStore
+
+    (tmp_path / "flow.json").write_text(json.dumps(GRAPH))
+    (tmp_path / "plain.json").write_text(json.dumps(GRAPH))
+    (tmp_path / "flow.params.json").write_text('{"parameters": {}, "tags": ["sdxl"]}')
+    store = WorkflowStore(str(tmp_path))
+    assert store.declared_tags("flow") == ("sdxl",)
+    assert store.declared_tags("plain") == ()
 
 
 def test_targets_are_checked_against_the_graph() -> None:
