@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SIM_PORT ?= 8189
 
-.PHONY: run test lint demo bench clean
+.PHONY: run test lint demo fleet-demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: $(VENV)/.installed
 	@$(BIN)/python -m comfysync.simulator --port $(SIM_PORT) & sim=$$!; \
 	trap "kill $$sim" EXIT INT TERM; \
 	COMFYUI_URL=http://127.0.0.1:$(SIM_PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+## fleet-demo: two gateway instances over one Redis, two simulated ComfyUIs (no Docker needed)
+fleet-demo: $(VENV)/.installed
+	$(BIN)/python -m comfysync.simulator.fleet --servers 2 --instances 2 --port $${FLASK_PORT:-5000}
 
 ## bench: benchmarks against the simulator; results under bench/results/
 bench: $(VENV)/.installed
