@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import resource
 import shutil
@@ -136,10 +137,14 @@ class Simulator:
     figures.
     """
 
-    def __init__(self, parallel: int = 1, job_duration_ms: str = "0") -> None:
+    def __init__(
+        self, parallel: int = 1, job_duration_ms: str = "0", *, job_log: bool = False
+    ) -> None:
         self.workdir = tempfile.mkdtemp(prefix="bench-sim-", dir=memory_dir())
         self.parallel = parallel
         self.job_duration_ms = job_duration_ms
+        # One JSON line per finished prompt (start, end, prompts waiting behind it).
+        self.job_log = os.path.join(self.workdir, "jobs.jsonl") if job_log else ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.session = requests.Session()
@@ -163,6 +168,8 @@ class Simulator:
             "--job-duration-ms",
             self.job_duration_ms,
         ]
+        if self.job_log:
+            args += ["--job-log", self.job_log]
         self.log_path = os.path.join(self.workdir, "simulator.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -182,6 +189,19 @@ class Simulator:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The prompts it finished, from its job log (started with `job_log=True`)."""
+        if not self.job_log or not os.path.exists(self.job_log):
+            return []
+        with open(self.job_log, encoding="utf-8") as log:
+            return [json.loads(line) for line in log if line.strip()]
+
+    def kill9(self) -> None:
+        """SIGKILL it, as a crashed ComfyUI: its queue is gone."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
 
     @property
     def output_dir(self) -> str:

@@ -114,6 +114,7 @@ def registry() -> dict[str, ScenarioFn]:
         cost,
         crossworker,
         deliveries,
+        fleet,
         held,
         large,
         overhead,
@@ -131,4 +132,5 @@ def registry() -> dict[str, ScenarioFn]:
         "sse": sse.run,
         "deliveries": deliveries.run,
         "crossworker": crossworker.run,
+        "fleet": fleet.run,
     }
