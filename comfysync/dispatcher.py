@@ -232,7 +232,7 @@ class Dispatcher:
             record = self.store.claim(
                 backend.name,
                 self.owner,
-                limit=backend.limit,
+                limit=backend.store_limit,
                 prompt_id=str(uuid.uuid4()),
                 client_id=backend.client_id,
                 tags=backend.tags,
@@ -255,7 +255,9 @@ class Dispatcher:
         if not best:
             return None
         backend = best[0]
-        return Claim(backend.name, self.owner, backend.limit, str(uuid.uuid4()), backend.client_id)
+        return Claim(
+            backend.name, self.owner, backend.store_limit, str(uuid.uuid4()), backend.client_id
+        )
 
     def taken(self, record: RunRecord) -> None:
         """See through a run the store created claimed for `offer`; otherwise claim runs.
@@ -326,26 +328,51 @@ class Dispatcher:
                 )
             finally:
                 backend.claimed -= 1
-            marks["executed"] = time.time()
-            began = marks.get("started", marks.get("queued"))
-            if began is not None:
-                workflow = record.request.get("workflow")
-                backend.job_done(marks["executed"] - began, workflow, models_of(record.graph))
+        except GatewayError as err:
+            _kill(running)
+            self._attempt_failed(record, err)
+            return
+        marks["executed"] = time.time()
+        began = marks.get("started", marks.get("queued"))
+        if began is not None:
+            workflow = record.request.get("workflow")
+            backend.job_done(marks["executed"] - began, workflow, models_of(record.graph))
+        # ComfyUI is done with the prompt: its place there is free while we copy
+        # the outputs, though the store counts the run in flight until recorded.
+        backend.collecting += 1
+        try:
+            self.kick()
+            collected = self._collect(record, backend, outcome, deadline, marks, running)
+        finally:
+            backend.collecting -= 1
+        if collected is not None:
+            self._upload(*collected)
+
+    def _collect(
+        self,
+        record: RunRecord,
+        backend: ComfyBackend,
+        outcome: Outcome,
+        deadline: float,
+        marks: dict[str, float],
+        running: list[gevent.Greenlet],
+    ) -> tuple[RunRecord, tuple[list[OutputFile], list[StoredFile]]] | None:
+        """Copy the outputs and record the run out of flight; what is left to upload, if any."""
+        try:
             files, stored = collect_outputs(
                 backend, record, outcome, deadline, self.settings.comfy.read_timeout
             )
         except GatewayError as err:
             self._attempt_failed(record, err)
-            return
+            return None
         finally:
-            for writer in running:
-                writer.kill(block=False)  # not yet written: the next write says it
+            _kill(running)
         marks["fetched"] = time.time()
         partial = _partial_result(outcome, list_texts(outcome.outputs), marks)
         if self.gateway.remote is None:
             # Nothing to upload: the local copies are the result, one write.
             self._finish(record, files, stored, [], partial, expect=IN_FLIGHT)
-            return
+            return None
         # Recorded before the upload: a restart from here only uploads again.
         uploading = self.store.update(
             record.id,
@@ -357,8 +384,7 @@ class Dispatcher:
             result=partial,
             progress=_progress(record, record.progress.get("total", 0), "uploading"),
         )
-        if uploading is not None:
-            self._upload(uploading, (files, stored))
+        return None if uploading is None else (uploading, (files, stored))
 
     def _upload(self, record: RunRecord, copies: tuple[list[OutputFile], list[StoredFile]]) -> None:
         files, stored = copies
@@ -587,6 +613,11 @@ class Dispatcher:
         if rate <= 0:
             return max(1, min(60, queued))
         return max(1, min(3600, math.ceil(queued / rate)))
+
+
+def _kill(writers: list[gevent.Greenlet]) -> None:
+    for writer in writers:
+        writer.kill(block=False)  # not yet written: the next write says it
 
 
 def _progress(record: RunRecord, total: int, message: str, *, done: bool = False) -> dict[str, Any]:

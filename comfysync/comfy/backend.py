@@ -84,6 +84,7 @@ class ComfyBackend:
         self.cancelled = BoundedSet()
         # What this process saw it do, for routing and /api/servers.
         self.claimed = 0  # runs this process dispatched to it that have not ended there
+        self.collecting = 0  # ended there, outputs being copied: still in flight in the store
         self.jobs_done = 0
         self.mean_seconds: float | None = None  # per job, submit to end
         self.workflow_seconds: OrderedDict[str, float] = OrderedDict()
@@ -119,6 +120,15 @@ class ComfyBackend:
             tags=server.tags,
             failover_grace=comfy.failover_grace,
         )
+
+    @property
+    def store_limit(self) -> int:
+        """The in-flight runs the store may count on it when claiming (0: no limit).
+
+        Runs of ours whose prompt ComfyUI has finished no longer hold a place
+        there, though the store counts them until their outputs are recorded.
+        """
+        return self.limit + self.collecting if self.limit > 0 else 0
 
     @property
     def up(self) -> bool:

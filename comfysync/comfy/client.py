@@ -308,6 +308,13 @@ class ComfyClient:
         """
         return self._json("GET", "/system_stats")
 
+    def probe(self) -> None:
+        """`GET /system_stats` once, no retries: is the server there at all?
+
+        :raises GatewayError: it is not (or answers nonsense).
+        """
+        self._json("GET", "/system_stats", retries=0)
+
     def submit(self, graph: dict[str, Any], prompt_id: str, client_id: str) -> dict[str, Any]:
         """`POST /prompt` with our own prompt id; returns ComfyUI's reply.
 

@@ -77,9 +77,10 @@ class ServerHealth:
                 delay = PROBE_FIRST
                 continue
             try:
-                self.client.system_stats()
+                self.client.probe()  # without retries: down now, not after their backoff
             except GatewayError as err:
-                self._mark_down(str(err))
+                # Shown in /api/servers: the server's name, never its address.
+                self._mark_down(str(err).replace(self.client.base_url, self.name))
                 delay = min(delay * 2, PROBE_MAX)
                 continue
             self._mark_up()  # HTTP answers: the socket will follow

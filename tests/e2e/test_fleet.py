@@ -204,7 +204,11 @@ def test_kill9_of_an_instance_holding_runs_hands_them_to_the_other(
         running = [item for sim in sims for item in sim.get("/queue")["queue_running"]]
         return any(item[3].get("client_id") in mine for item in running)
 
-    until(doomed_is_running_one, 30)
+    try:
+        until(doomed_is_running_one, 30)
+    except AssertionError:
+        states = [status(survivor, r)["status"] for r in runs]
+        raise AssertionError(f"the doomed instance ({mine}) ran nothing: {states}") from None
     doomed.kill9()
     bodies = [finished(survivor, run_id, 90) for run_id in runs]
     assert [b["status"] for b in bodies] == ["success"] * 16
