@@ -21,11 +21,9 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import sysconfig  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -44,6 +42,7 @@ from comfysync.runs import (  # noqa: E402
     RunStore,
     SqliteRunStore,
 )
+from comfysync.simulator.fleet import redis_binary  # noqa: E402
 
 from .stats import percentile  # noqa: E402
 
@@ -147,18 +146,10 @@ def wal_pages_per_run(folder: str, runs: int = 500) -> tuple[float, int]:
     return size / (page + 24) / runs, page
 
 
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    beside = os.path.join(sysconfig.get_path("scripts"), "redis-server")
-    return beside if os.access(beside, os.X_OK) else None
-
-
 @contextmanager
 def redis_server() -> Iterator[str | None]:
     """The URL of a throwaway redis-server, or None when there is none to start."""
-    binary = _redis_binary()
+    binary = redis_binary()
     if binary is None:
         yield None
         return

