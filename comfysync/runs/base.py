@@ -510,6 +510,13 @@ class RunStore(ABC):
         """
 
     @abstractmethod
+    def any_ready(self) -> bool:
+        """Whether some queued run may be claimed now (its `not_before` passed).
+
+        One cheap read: a dispatcher asks it before trying each server in turn.
+        """
+
+    @abstractmethod
     def oldest_queued(self, limit: int) -> list[RunRecord]:
         """The `limit` queued runs that were created first (for expiring them)."""
 

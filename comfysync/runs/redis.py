@@ -815,17 +815,30 @@ class RedisRunStore(RunStore):
         )
         return self._changed(reply)
 
+    def any_ready(self) -> bool:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zcard(self._key("ready"))
+        pipe.zcount(self._key("delayed"), "-inf", _now())
+        try:
+            ready, due = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise RunStoreUnavailable(f"Redis: {err}") from err
+        return bool(ready or due)
+
     def oldest_queued(self, limit: int) -> list[RunRecord]:
         ids = self._cmd("zrange", self._key("status", QUEUED), 0, max(0, limit - 1))
+        return [r for r in self._records(ids) if r.status == QUEUED]
+
+    def _records(self, run_ids: Iterable[str]) -> list[RunRecord]:
+        """The runs of these ids, in one round trip; a run pruned meanwhile is left out."""
         pipe = self._client.pipeline(transaction=False)
-        for run_id in ids:
+        for run_id in run_ids:
             pipe.hgetall(self._key("run", run_id))
         try:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as err:
             raise RunStoreUnavailable(f"Redis: {err}") from err
-        runs = [_record(fields) for fields in replies if fields]
-        return [r for r in runs if r.status == QUEUED]
+        return [_record(fields) for fields in replies if fields]
 
     def queue_position(self, run_id: str) -> int | None:
         reply = self._call(self._position, run_id)
@@ -847,15 +860,7 @@ class RedisRunStore(RunStore):
             "zrevrangebyscore", index, top, "-inf", start=0, num=limit + 1, withscores=True
         )
         page = found[:limit]
-        pipe = self._client.pipeline(transaction=False)
-        for run_id, _ in page:
-            pipe.hgetall(self._key("run", run_id))
-        try:
-            replies = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as err:
-            raise RunStoreUnavailable(f"Redis: {err}") from err
-        # A run pruned between the two reads is left out.
-        runs = [_record(fields) for fields in replies if fields]
+        runs = self._records(run_id for run_id, _ in page)
         more = len(found) > limit
         return runs, (seq_cursor(int(page[-1][1])) if more else None)
 

@@ -569,10 +569,13 @@ class SqliteRunStore(RunStore):
         # Most claims find nothing (every queue change wakes each dispatcher,
         # and the run it woke for was often claimed inline already): a look
         # without the write lock spares them a write transaction.
-        anything = (_ANY_PRIORITY, time.time())
-        if self._read(lambda db: db.execute(_QUEUED_FROM, anything).fetchone()) is None:
+        if not self.any_ready():
             return None
         return self._write_change(op)
+
+    def any_ready(self) -> bool:
+        anything = (_ANY_PRIORITY, time.time())
+        return self._read(lambda db: db.execute(_QUEUED_FROM, anything).fetchone()) is not None
 
     def oldest_queued(self, limit: int) -> list[RunRecord]:
         rows = self._read(lambda db: db.execute(_OLDEST_QUEUED, (limit,)).fetchall())

@@ -244,6 +244,16 @@ def test_a_run_needing_tags_goes_only_to_a_server_with_all_of_them(store: RunSto
     assert got is not None and got.id == run.id and got.server == "c"
 
 
+def test_any_ready_says_whether_a_claim_could_take_a_run_now(store: RunStore) -> None:
+    assert not store.any_ready()
+    later = queued(store, not_before=time.time() + 0.3)
+    assert not store.any_ready()
+    time.sleep(0.35)
+    assert store.any_ready()
+    assert claim(store).id == later.id  # type: ignore[union-attr]
+    assert not store.any_ready()
+
+
 def test_oldest_queued_lists_the_first_created_queued_runs(store: RunStore) -> None:
     first, second, third = queued(store), queued(store, priority=5), queued(store)
     assert claim(store).id == second.id  # type: ignore[union-attr]
