@@ -16,15 +16,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 
-from ..processes import Gateway, Simulator
+from ..processes import ROOT, Gateway, Simulator, cpu_seconds
 from ..report import ScenarioResult, Target
 from ..stats import percentile
 from . import Context
@@ -188,6 +194,77 @@ def _failover_once(grace: float) -> dict[str, Any]:
     return {"moved_ms": delays, "lost": lost}
 
 
+def _scale(servers: int, instances: int, count: int, redis_url: str) -> dict[str, Any]:
+    """`servers` simulated servers in one process (instant jobs) behind `instances`
+    gateways (one worker each) over one Redis."""
+    import redis
+
+    workdir = tempfile.mkdtemp(prefix="bench-many-")
+    ready = os.path.join(workdir, "ready.json")
+    log = open(os.path.join(workdir, "many.log"), "wb")  # noqa: SIM115
+    many = subprocess.Popen(
+        [sys.executable, "-m", "comfysync.simulator.many", "--count", str(servers)]
+        + ["--ready-file", ready],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    gateways: list[Gateway] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ready) and many.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(ready, encoding="utf-8") as handle:
+            urls = json.load(handle)
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()
+        env = {
+            "COMFYUI_URLS": ",".join(f"s{i}={u}" for i, u in enumerate(urls)),
+            "REDIS_URL": redis_url,
+            "MAX_QUEUED_RUNS": "0",
+            "OUTPUT_DIR": os.path.join(workdir, "outputs"),
+        }
+        for _ in range(instances):
+            gateways.append(Gateway("", workers=1, inflight=1, extra_env=env).start())
+        with redis.Redis.from_url(redis_url) as client:
+            client.config_resetstat()
+            before = client.info("cpu")
+        cpu_before = [g.cpu_seconds() for g in gateways]
+        sim_before = cpu_seconds(many.pid)
+        began = time.monotonic()
+        run_ids = _post([g.url for g in gateways], count)
+        records = _wait_all(gateways[0], run_ids, timeout=600)
+        wall = time.monotonic() - began
+        with redis.Redis.from_url(redis_url) as client:
+            stats = client.info("commandstats")
+            after = client.info("cpu")
+        commands = sum(v["calls"] for k, v in stats.items() if k != "cmdstat_config")
+        gateway_cpu = sum(g.cpu_seconds() - c for g, c in zip(gateways, cpu_before, strict=True))
+        sim_cpu = cpu_seconds(many.pid) - sim_before
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        many.terminate()
+        many.wait(30)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    redis_cpu = sum(after[k] - before[k] for k in ("used_cpu_sys", "used_cpu_user"))
+    failed = sum(1 for r in records.values() if r["status"] != "success") + count - len(records)
+    return {
+        "servers": servers,
+        "instances": instances,
+        "runs": count,
+        "failed": failed,
+        "per_s": count / wall,
+        "redis_commands_per_run": commands / count,
+        "cpu_ms_per_run": {
+            "gateways": 1000 * gateway_cpu / count,
+            "simulators": 1000 * sim_cpu / count,
+            "redis": 1000 * redis_cpu / count,
+        },
+    }
+
+
 def _decision_us(servers: int = 100, rounds: int = 20000) -> list[float]:
     """The router's ranking over `servers` backends with mixed load, in microseconds."""
     from comfysync.comfy.backend import ComfyBackend
@@ -300,6 +377,20 @@ def run(ctx: Context) -> ScenarioResult:
                 note=f"failed {shared['failed']}",
             )
             result.row("Redis commands per run", shared["redis_commands_per_run"])
+            scale = _scale(100, 10, 1000 if ctx.quick else 3000, url)
+            scaling["scale"] = scale
+            cpu = scale["cpu_ms_per_run"]
+            result.row(
+                "100 servers (one process) x 10 instances: runs/s",
+                f"{scale['per_s']:.1f}",
+                note=f"failed {scale['failed']}; instant jobs",
+            )
+            result.row("  Redis commands per run", scale["redis_commands_per_run"])
+            result.row(
+                "  CPU per run: gateways / simulators / Redis",
+                f"{cpu['gateways']:.1f} / {cpu['simulators']:.1f} / {cpu['redis']:.2f}",
+                "ms",
+            )
     result.data.update(
         scaling={str(k): v for k, v in scaling.items()},
         routing=routing,
