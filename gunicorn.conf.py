@@ -5,12 +5,45 @@ Every value comes from `Settings` (see `.env.example`), like the gateway's own.
 
 import gc
 import os
+import shutil
 import signal
 
 from comfysync.config import Settings, load_env_file
 
 load_env_file()  # `.env` (or ENV_FILE) under the real environment; workers inherit it
-_service = Settings.from_env(os.environ).service
+_settings = Settings.from_env(os.environ)
+_service = _settings.service
+
+
+def _metrics_folder(data_dir):
+    """A fresh folder for the workers' metric files, before any worker exists.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is imported, so
+    it is set here, in the master; folders of masters no longer running go.
+    """
+    root = os.path.join(data_dir, "metrics")
+    os.makedirs(root, exist_ok=True)
+    for name in os.listdir(root):
+        if name.isdigit() and not _alive(int(name)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    folder = os.path.join(root, str(os.getpid()))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_folder(_settings.runs.data_dir)
 
 bind = f"{_service.host}:{_service.port}"
 workers = _service.workers
@@ -59,6 +92,13 @@ def post_worker_init(worker):
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def child_exit(server, worker):
+    """A worker is gone (in the master): its live gauges no longer count."""
+    from comfysync.metrics import mark_dead
+
+    mark_dead(worker.pid)
 
 
 def worker_exit(server, worker):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
+from . import metrics
 from .comfy.backend import ComfyBackend
 from .comfy.protocol import Outcome
 from .errors import (
@@ -393,6 +394,8 @@ class Dispatcher:
     def _upload(self, record: RunRecord, copies: tuple[list[OutputFile], list[StoredFile]]) -> None:
         files, stored = copies
         uploaded, warnings = store_outputs(self.gateway, record.prompt_id or record.id, stored)
+        if warnings:
+            metrics.UPLOAD_FAILURES.inc(len(warnings))
         self._finish(record, files, uploaded, warnings, record.result or {}, expect={UPLOADING})
 
     def _finish(
@@ -427,6 +430,7 @@ class Dispatcher:
         }
         done = self._end(record, expect, changes, ("succeeded", answer))
         if done is not None:
+            metrics.observe_phases(record.request.get("workflow"), answer["timings"])
             self._ended(done)
 
     def _end(
@@ -445,13 +449,16 @@ class Dispatcher:
         """
         events = [*self.events.take(record.id), final] if pending else [final]
         self.progress_sent.pop(record.id, None)
-        return self.store.update(
+        ended = self.store.update(
             record.id,
             expect=expect,
             events=events,
             deliveries=outbox.on_end(record.evolve(**changes), final[0], self.settings.webhooks),
             **changes,
         )
+        if ended is not None:
+            metrics.RUNS.labels(final[0]).inc()
+        return ended
 
     def _progress_listener(
         self, record: RunRecord, marks: dict[str, float], running: list[gevent.Greenlet]

@@ -10,6 +10,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import metrics
 from .disconnect import DisconnectMonitor
 from .dispatcher import end_key
 from .errors import BadRequest, ClientGone, GatewayError, NotFound, ShuttingDown
@@ -81,6 +82,7 @@ def hold(
     dispatcher = gateway.dispatcher
     dispatcher.held[record.id] = None
     current: RunRecord | None = record  # as it was just recorded
+    metrics.HELD.inc()
     try:
         while True:
             if current is None:
@@ -106,6 +108,7 @@ def hold(
             store.waiters.wait(key, min(remaining, HOLD_SLICE))
             current = dispatcher.held.get(record.id) or store.get(record.id)
     finally:
+        metrics.HELD.dec()
         dispatcher.held.pop(record.id, None)
         if monitor is not None:
             monitor.stop()

@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, current_app
 from ..auth import require_api_key
 from ..errors import ShuttingDown
 from ..ratelimit import add_rate_headers, check_rate
-from . import comfy, events, files, generate, runs, servers, tasks, workflows
+from . import comfy, events, files, generate, metrics, runs, servers, tasks, workflows
 
 api = Blueprint("api", __name__, url_prefix="/api")
 api.before_request(require_api_key)
@@ -30,3 +30,4 @@ def register(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(files.bp)
     app.register_blueprint(servers.probes)
+    app.register_blueprint(metrics.bp)

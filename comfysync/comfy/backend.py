@@ -107,6 +107,7 @@ class ComfyBackend:
             stall_timeout=comfy.ws_stall_timeout,
             reconnect_max_delay=comfy.ws_reconnect_max_delay,
             reconcile_interval=comfy.reconcile_interval,
+            name=server.name,
         )
         copier = OutputCopier(client, local, comfy.output_dir, comfy.cleanup_outputs)
         return cls(

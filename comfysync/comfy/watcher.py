@@ -19,6 +19,7 @@ from typing import Any
 import gevent
 import websocket
 
+from .. import metrics
 from ..errors import GatewayError, PromptLost
 from ..greenlets import Background
 from .client import ComfyClient
@@ -64,7 +65,9 @@ class ComfyWatcher:
         stall_timeout: float = 25.0,
         reconnect_max_delay: float = 5.0,
         reconcile_interval: float = 15.0,
+        name: str = "default",
     ) -> None:
+        self.name = name  # the server's name, for metrics (never its address)
         self.client = client
         self.server = client.base_url
         self.ping_interval = ping_interval
@@ -143,6 +146,7 @@ class ComfyWatcher:
             self.last_connected_at = time.monotonic()
             log.info("websocket connected to %s (clientId %s)", self.server, self.client_id)
             if reconnect:
+                metrics.RECONNECTS.labels(self.name).inc()
                 self.request_reconcile(self.waits.values())
             if self.on_connection is not None:
                 self.on_connection(True)
@@ -150,6 +154,8 @@ class ComfyWatcher:
             try:
                 self._read(ws)
             except (websocket.WebSocketException, OSError) as err:
+                if isinstance(err, websocket.WebSocketTimeoutException):
+                    metrics.STALLS.labels(self.name).inc()
                 log.warning("websocket to %s lost: %s", self.server, err or type(err).__name__)
             finally:
                 pinger.kill(block=False)

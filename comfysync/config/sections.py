@@ -70,6 +70,7 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()  # origins, lower case, or "*"; empty: no CORS
     file_mounts: tuple[Mount, ...] = ()
     file_access_key: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)  # set: /metrics wants it as a bearer
     local_url_secret: str = field(default="", repr=False)  # set: local output URLs are signed
     local_url_ttl: int = 7 * 24 * 3600
     max_content_length: int = 50 << 20
@@ -201,6 +202,7 @@ declare(
     "CORS_ORIGINS",
     "FILE_MOUNTS",
     "FILE_ACCESS_KEY",
+    "METRICS_TOKEN",
     "LOCAL_URL_SECRET",
     "LOCAL_URL_TTL",
     "MAX_CONTENT_LENGTH",
@@ -236,6 +238,7 @@ def read_service(env: Reader) -> ServiceSettings:
     return ServiceSettings(
         file_mounts=mounts,
         file_access_key=access_key,
+        metrics_token=env.raw("METRICS_TOKEN"),
         local_url_secret=url_secret,
         local_url_ttl=env.get("LOCAL_URL_TTL", d.local_url_ttl, to_positive_int),
         host=env.get("FLASK_HOST", d.host, str.strip),

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from comfysync import metrics
 from comfysync.errors import ComfyUnavailable
 from comfysync.greenlets import bounded_map
 from comfysync.inputs.decode import (
@@ -122,6 +123,7 @@ def prepare_images(
                 FieldError(job.name, EXPECTED_IMAGE, describe(job.source), "unreachable: timed out")
             )
     if errors:
+        metrics.INPUT_REFUSALS.inc(len(errors))
         raise InvalidInputs(errors)
 
     images = [r for r in loaded if isinstance(r, VerifiedImage)]

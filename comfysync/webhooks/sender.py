@@ -23,6 +23,7 @@ import urllib3
 from gevent.pool import Pool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .. import metrics
 from ..config import WebhookSettings
 from ..errors import GatewayError
 from ..greenlets import Background
@@ -38,7 +39,7 @@ from ..inputs.fetch import (
     system_resolver,
 )
 from ..numbers import parse_whole
-from ..runs.base import DELIVERED, GAVE_UP, Delivery, RunStore
+from ..runs.base import DELIVERED, GAVE_UP, PENDING, Delivery, RunStore
 from . import signing
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,8 @@ class WebhookSender:
                 delivery.state = GAVE_UP
         else:
             delivery.state = GAVE_UP
+        outcome = "delivered" if attempt.delivered else delivery.state
+        metrics.WEBHOOKS.labels("retrying" if outcome == PENDING else outcome).inc()
         if delivery.state == GAVE_UP:
             log.warning(
                 "webhook %s to %s for run %s: gave up after %d attempt(s): %s",
