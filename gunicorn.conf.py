@@ -59,6 +59,10 @@ keepalive = 5
 backlog = _service.backlog
 accesslog = _service.access_log
 loglevel = _service.log_level.lower()
+if _service.log_format == "json":
+    from comfysync.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig(_service.log_level)
 # gunicorn's control socket defaults to one path per user, which several
 # instances on one host would fight over; opt in with GUNICORN_CONTROL_SOCKET.
 control_socket_disable = not _service.control_socket

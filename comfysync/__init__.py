@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -21,7 +20,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
 
     :raises ConfigError: naming the variable whose value is unusable.
     """
-    from . import api, cors, errors, request_ids
+    from . import api, cors, errors, logs, request_ids
     from .gateway import Gateway
 
     if isinstance(test_config, Settings):
@@ -29,9 +28,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     else:
         settings = Settings.from_env(os.environ if test_config is None else test_config)
     service = settings.service
-    logging.basicConfig(
-        level=service.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(service.log_level, service.log_format)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = service.max_content_length

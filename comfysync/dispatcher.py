@@ -39,6 +39,7 @@ from .events.writer import EventWriter
 from .generation import GenerationResult, collect_outputs, phase_ms, store_outputs
 from .greenlets import Background
 from .inputs.carry import carry_uploads
+from .logs import run_context
 from .outputs import OutputFile, list_texts
 from .routing import models_of, ranked
 from .runs.base import (
@@ -297,19 +298,21 @@ class Dispatcher:
         return run_id in self.executing
 
     def _execute(self, record: RunRecord, resumed: bool, abandon: Event) -> None:
-        try:
-            if record.status == UPLOADING:
-                self._upload(record, _restore_files(record))
-            else:
-                self._see_through(record, self.gateway.backend(record.server), resumed, abandon)
-        except Exception as err:  # noqa: BLE001 - a bug must still end the run, not strand it
-            log.exception("run %s failed unexpectedly", record.id)
-            self._fail(record, GatewayError(f"internal error: {type(err).__name__}"))
-        finally:
-            self.executing.pop(record.id, None)
-            # Finished, failed, queued again or taken by someone else: a holder
-            # of this process waiting for the end looks at the record again.
-            self.store.waiters.notify([end_key(record.id)])
+        with run_context(run_id=record.id, prompt_id=record.prompt_id, server=record.server):
+            try:
+                if record.status == UPLOADING:
+                    self._upload(record, _restore_files(record))
+                else:
+                    backend = self.gateway.backend(record.server)
+                    self._see_through(record, backend, resumed, abandon)
+            except Exception as err:  # noqa: BLE001 - a bug must still end the run, not strand it
+                log.exception("run %s failed unexpectedly", record.id)
+                self._fail(record, GatewayError(f"internal error: {type(err).__name__}"))
+            finally:
+                self.executing.pop(record.id, None)
+                # Finished, failed, queued again or taken by someone else: a holder
+                # of this process waiting for the end looks at the record again.
+                self.store.waiters.notify([end_key(record.id)])
 
     def _see_through(
         self, record: RunRecord, backend: ComfyBackend, resumed: bool, abandon: Event

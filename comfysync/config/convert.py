@@ -87,6 +87,14 @@ def to_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def to_log_format(raw: str) -> str:
+    """`plain` or `json`."""
+    value = raw.strip().lower()
+    if value not in ("plain", "json"):
+        raise ValueError("expected plain or json")
+    return value
+
+
 def to_log_level(raw: str) -> str:
     """Accept a standard logging level name."""
     value = raw.strip().upper()

@@ -14,6 +14,7 @@ from .convert import (
     to_count,
     to_http_url,
     to_list,
+    to_log_format,
     to_log_level,
     to_origins,
     to_port,
@@ -62,6 +63,7 @@ class ServiceSettings:
     port: int = 5000
     debug: bool = False
     log_level: str = "INFO"
+    log_format: str = "plain"  # or "json": one object a line
     log_workflows: bool = False
     server_base_url: str = ""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -194,6 +196,7 @@ declare(
     "FLASK_PORT",
     "FLASK_DEBUG",
     "LOG_LEVEL",
+    "LOG_FORMAT",
     "LOG_WORKFLOWS",
     "SERVER_BASE_URL",
     "API_KEYS",
@@ -245,6 +248,7 @@ def read_service(env: Reader) -> ServiceSettings:
         port=env.get("FLASK_PORT", d.port, to_port),
         debug=env.get("FLASK_DEBUG", d.debug, to_bool),
         log_level=env.get("LOG_LEVEL", d.log_level, to_log_level),
+        log_format=env.get("LOG_FORMAT", d.log_format, to_log_format),
         log_workflows=env.get("LOG_WORKFLOWS", d.log_workflows, to_bool),
         server_base_url=env.get("SERVER_BASE_URL", d.server_base_url, to_http_url),
         api_keys=env.get("API_KEYS", d.api_keys, to_list),

@@ -1,8 +1,10 @@
-"""`GET /metrics` under gunicorn with two workers: whichever worker answers a scrape,
-the figures are the whole service's."""
+"""Metrics and logs of the real service: `GET /metrics` under gunicorn with two workers
+(whichever worker answers a scrape, the figures are the whole service's), and
+`LOG_FORMAT=json`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -10,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .harness import Gateway, Simulator, chain
+from .harness import Gateway, Simulator, chain, until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,5 +65,31 @@ def test_metrics_add_up_over_workers(make_gateway) -> None:
             assert sample(text, "comfysync_queue_depth") == 0
             assert sample(text, "comfysync_runs_in_flight", server="default") == 0
             assert sample(text, "comfysync_held_requests") == 0
+    finally:
+        sim.stop()
+
+
+def test_json_logs_carry_the_run(make_gateway) -> None:
+    sim = Simulator("0.3.64").start()
+    try:
+        sim.control("config", class_delay_ms={"ImageInvert": 5000})
+        gateway = make_gateway(sim.url, LOG_FORMAT="json", LOG_LEVEL="INFO")
+        response = gateway.post("/api/run", json={"workflow_data": chain(3)})
+        run_id = response.json()["run_id"]
+        until(lambda: gateway.get(f"/api/status/{run_id}").json()["status"] == "running")
+        cancel = gateway.post(f"/api/run/{run_id}/cancel", headers={"X-Request-Id": "req-42"})
+        assert cancel.headers["X-Request-Id"] == "req-42"
+
+        def lines() -> list[dict]:
+            text = gateway.logs()
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+        # Every line is one JSON object, gunicorn's own included.
+        tagged = until(lambda: [e for e in lines() if e.get("run_id") == run_id], 10)
+        assert any("Booting worker" in e["message"] for e in lines())
+        cancelled = [e for e in tagged if "cancelled prompt" in e["message"]]
+        assert cancelled and cancelled[0]["server"] == "default"
+        assert cancelled[0]["prompt_id"] == gateway.get(f"/api/status/{run_id}").json()["prompt_id"]
+        assert {"time", "level", "logger", "message"} <= cancelled[0].keys()
     finally:
         sim.stop()
