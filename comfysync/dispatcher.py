@@ -193,6 +193,9 @@ class Dispatcher:
 
     def _expire_queued(self) -> None:
         cutoff = time.time() - self.settings.runs.timeout
+        head = self.store.oldest_queued(1)  # usually young: one row read, nothing to do
+        if not head or head[0].created_at > cutoff:
+            return
         for record in self.store.oldest_queued(EXPIRE_BATCH):
             if record.created_at > cutoff:
                 continue
