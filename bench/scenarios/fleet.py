@@ -52,6 +52,11 @@ def _post(urls: list[str], count: int) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
+def _failed(records: dict[str, dict[str, Any]], count: int) -> int:
+    """Runs that did not succeed, the ones never seen finishing included."""
+    return sum(1 for r in records.values() if r["status"] != "success") + count - len(records)
+
+
 def _fleet(sims: list[Simulator], options: dict[int, str] | None = None) -> str:
     options = options or {}
     return ",".join(f"s{i}={s.url}{options.get(i, '')}" for i, s in enumerate(sims))
@@ -108,7 +113,7 @@ def _throughput(n: int, count: int, redis_url: str = "") -> dict[str, Any]:
             gateway.stop()
         for sim in sims:
             sim.stop()
-    failed = sum(1 for r in records.values() if r["status"] != "success") + count - len(records)
+    failed = _failed(records, count)
     return {
         "servers": n,
         "instances": instances,
@@ -150,7 +155,7 @@ def _routing(count: int) -> dict[str, Any]:
         for sim in sims:
             sim.stop()
     ideal = ideal_makespan([ms / 1000 for ms in speeds], count)
-    failed = sum(1 for r in records.values() if r["status"] != "success") + count - len(records)
+    failed = _failed(records, count)
     return {
         "runs": count,
         "span_s": span,
@@ -190,7 +195,7 @@ def _failover_once(grace: float) -> dict[str, Any]:
             sim.stop()
     moved = [r for r in records.values() if r["attempts"] > 1 and r["prompt_id"] in starts]
     delays = sorted((starts[r["prompt_id"]] - killed) * 1000 for r in moved)
-    lost = sum(1 for r in records.values() if r["status"] != "success") + 60 - len(records)
+    lost = _failed(records, 60)
     return {"moved_ms": delays, "lost": lost}
 
 
@@ -249,7 +254,7 @@ def _scale(servers: int, instances: int, count: int, redis_url: str) -> dict[str
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
     redis_cpu = sum(after[k] - before[k] for k in ("used_cpu_sys", "used_cpu_user"))
-    failed = sum(1 for r in records.values() if r["status"] != "success") + count - len(records)
+    failed = _failed(records, count)
     return {
         "servers": servers,
         "instances": instances,

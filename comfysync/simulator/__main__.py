@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 
 from .config import SUPPORTED_VERSIONS, SimConfig
-from .runner import start_site
+from .runner import start_site, until_signalled
 from .server import Simulator
 
 
@@ -60,13 +58,8 @@ async def _serve(args: argparse.Namespace) -> None:
             fh.write(url + "\n")
         os.replace(tmp, args.ready_file)
     print(f"comfyui-simulator listening on {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await runner.cleanup()
         sim.dirs.cleanup()

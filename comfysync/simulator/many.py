@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import tempfile
 
 from .config import SimConfig
-from .runner import start_site
+from .runner import start_site, until_signalled
 from .server import Simulator
 
 
@@ -37,13 +35,8 @@ async def _serve(count: int, job_duration_ms: str, ready_file: str | None) -> No
         with open(ready_file + ".tmp", "w", encoding="utf-8") as handle:
             json.dump(urls, handle)
         os.replace(ready_file + ".tmp", ready_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         for runner, sim in runners:
             await runner.cleanup()

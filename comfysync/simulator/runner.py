@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
 from typing import Any
 
@@ -24,6 +26,16 @@ async def start_site(
     sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - only way to read port 0
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
+
+
+async def until_signalled() -> None:
+    """Wait for SIGINT or SIGTERM (a simulator process's way to stop cleanly)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 async def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
