@@ -78,3 +78,14 @@ def test_cli_generates_a_file(shared_gateway: Gateway, tmp_path) -> None:
         check=False,
     )
     assert missing.returncode == 1 and "not_found" in missing.stderr
+
+
+def test_the_readme_client_example_runs(shared_sim, make_gateway, capsys) -> None:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    section = readme.split("### The Python client and CLI", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    gateway = make_gateway(shared_sim.url, WORKFLOWS_DIR=os.path.join(ROOT, "workflows"))
+    exec(example.replace("http://127.0.0.1:5000", gateway.url), {})  # noqa: S102 - our own README
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("queued ") and printed[-1].startswith("/output_images/")
