@@ -176,6 +176,10 @@ class Client:
         """`GET /api/workflows`: the stored workflows' names."""
         return list(self._send("GET", "/api/workflows").json()["workflows"])
 
+    def workflow(self, name: str) -> dict[str, Any]:
+        """`GET /api/workflows/<name>`: its typed parameters (and description)."""
+        return dict(self._send("GET", f"/api/workflows/{name}").json())
+
     def download(self, url: str) -> bytes:
         """An output's bytes from its URL (relative ones are on this gateway)."""
         full = url if "://" in url else self.base_url + url
