@@ -18,6 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 from dataclasses import asdict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -115,6 +116,7 @@ class Dispatcher:
         self._pid: int | None = None
         for backend in gateway.backends:
             backend.health.on_up = self._kick_soon  # a server back: it gets work at once
+            backend.health.elsewhere = partial(_another_up, gateway.backends, backend)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -630,6 +632,10 @@ class Dispatcher:
         if rate <= 0:
             return max(1, min(60, queued))
         return max(1, min(3600, math.ceil(queued / rate)))
+
+
+def _another_up(backends: list[ComfyBackend], this: ComfyBackend) -> bool:
+    return any(backend.up for backend in backends if backend is not this)
 
 
 def _kill(writers: list[gevent.Greenlet]) -> None:

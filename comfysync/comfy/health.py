@@ -5,7 +5,7 @@ a dropped socket alone (a proxy's idle cut) is not an outage. A down server
 gets nothing new (the router skips it) and is probed with backoff until it
 answers again.
 
-Failover of the prompts this process watches on it:
+Failover of the prompts this process watches on it, when another server is up:
 - not started yet: taken back at once and tried elsewhere;
 - executing: tried elsewhere once the server has been down `grace` seconds.
 A server that comes back within the grace settles its prompts itself (the
@@ -48,6 +48,10 @@ class ServerHealth:
         self.last_error: str | None = None
         self.taken_back: set[str] = set()  # prompt ids to cancel there once it answers
         self.on_up: Callable[[], None] | None = None  # a server came back: dispatch to it
+        # Whether another server is up to take its prompts; without one (a single
+        # server, or the whole fleet down) they wait for it to come back, as they
+        # always have, instead of failing over to nowhere.
+        self.elsewhere: Callable[[], bool] = lambda: False
         self._lost = Event()
         self.background = Background(f"health-{name}")
         watcher.on_connection = self._connection_changed
@@ -106,6 +110,8 @@ class ServerHealth:
 
     def _fail_over(self, *, started: bool) -> None:
         """Give up this process's prompts on the server: queued ones, and with `started` all."""
+        if not self.elsewhere():
+            return
         for wait in list(self.watcher.waits.values()):
             if not wait.submitted or wait.settled or (wait.started_ms is not None and not started):
                 continue
