@@ -283,3 +283,36 @@ def test_input_images_follow_a_run_to_the_server_it_runs_on(servers, make_gatewa
     assert body["status"] == "success", body
     assert where_ran([slow, quick])[body["prompt_id"]] == ["quick"]
     assert pixel(gateway.get(body["url"]).content) == inverted(color)
+
+
+def test_a_sync_request_on_one_instance_is_answered_when_another_dispatched_it(
+    servers, redis_url: str, make_gateway, tmp_path
+) -> None:
+    import redis
+
+    from .harness import _children
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    sim = servers("gpu1", job_duration_ms="600")
+    env = {
+        "COMFYUI_URLS": fleet(sim),
+        "COMFYUI_MAX_INFLIGHT": "1",
+        "REDIS_URL": redis_url,
+        "OUTPUT_DIR": shared_outputs(tmp_path),
+    }
+    holder, other = make_gateway("", **env), make_gateway("", **env)
+    other_pids = set(_children(other.proc.pid))  # type: ignore[union-attr]
+    with redis.Redis.from_url(redis_url) as client:
+        for attempt in range(8):
+            # The other instance holds the only place; the held run waits in the queue,
+            # and whichever instance sees the place free first dispatches it.
+            busy = submit(other, {"workflow_data": chain(0x010101)})
+            until(lambda b=busy: status(other, b)["status"] == "running", 10)
+            answer = holder.post("/api/generate", json={"workflow_data": chain(0x222222 + attempt)})
+            assert answer.status_code == 200, answer.text
+            assert pixel(holder.get(answer.json()["url"]).content) == inverted(0x222222 + attempt)
+            owner = json.loads(client.hget(f"comfysync:run:{answer.json()['run_id']}", "owner"))
+            if int(owner.split(":")[1]) in other_pids:
+                return  # answered through Redis, dispatched by the other instance
+    raise AssertionError("the holding instance dispatched its own run every time")
