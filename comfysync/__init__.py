@@ -21,6 +21,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     :raises ConfigError: naming the variable whose value is unusable.
     """
     from . import api, cors, errors, logs, request_ids
+    from .api import docs
     from .gateway import Gateway
 
     if isinstance(test_config, Settings):
@@ -40,4 +41,5 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     cors.register(app)
     errors.register_error_handlers(app)
     api.register(app)
+    docs.register(app)
     return app

@@ -16,13 +16,14 @@ from .comfy.protocol import Outcome
 from .errors import BadRequest, ComfyUnavailable, NoOutput
 from .greenlets import bounded_map
 from .inputs import prepare_images
+from .models import GenerateRequest, OutputRequest, parse
 from .outputs import OutputFile, choose, describe, list_files
 from .params import resolve_inputs
 from .params.deploy import is_deploy_node
 from .runs.base import QueueFull, RunRecord, admits, body_hash
 from .storage import upload_all
 from .storage.base import StoredFile
-from .transcode import OutputOptions, parse_output_options
+from .transcode import OutputOptions
 from .webhooks.target import read_target
 from .workflows import patching
 from .workflows.files import check_file_inputs
@@ -52,62 +53,32 @@ class GenerationSpec:
     files: dict[str, bytes] = field(default_factory=dict)
     route: dict[str, Any] | None = None  # `server` and `tags`: where it may run
 
+    priority: int = 0
+    wait: float | None = None  # a sync request's own wait budget, seconds
+
     @classmethod
     def from_body(cls, body: Any, files: dict[str, bytes] | None = None) -> GenerationSpec:
         """Parse and check a `/api/generate` body (and files of a multipart request).
 
-        :raises BadRequest: naming the offending field.
+        :raises BadRequest: listing every bad field.
         """
-        if not isinstance(body, dict):
-            raise BadRequest("The request body must be a JSON object")
-        workflow = body.get("workflow")
-        data = body.get("workflow_data")
-        if (workflow is None) == (data is None):
-            raise BadRequest("Send exactly one of 'workflow' (a stored name) or 'workflow_data'")
-        if workflow is not None and not isinstance(workflow, str):
-            raise BadRequest("'workflow' must be the name of a stored workflow")
-        response_type = body.get("response_type", "url")
-        if response_type not in ("url", "file"):
-            raise BadRequest("'response_type' must be 'url' or 'file'")
-        randomize = body.get("randomize_seed", False)
-        if not isinstance(randomize, bool):
-            raise BadRequest("'randomize_seed' must be true or false")
-        target = body.get("target_node")
-        output_node = body.get("output_node_id")
+        asked = parse(GenerateRequest, body)
         return cls(
-            workflow=workflow,
-            workflow_data=patching.check_graph(data) if data is not None else None,
-            patches=body.get("patches"),
-            prompt=body.get("prompt"),
-            target_node=None if target is None else str(target),
-            output_node_id=None if output_node in (None, "") else str(output_node),
-            randomize_seed=randomize,
-            response_type=response_type,
-            output=parse_output_options(body),
-            inputs=body.get("inputs"),
+            workflow=asked.workflow,
+            workflow_data=asked.workflow_data,
+            patches=asked.patches,
+            prompt=asked.prompt,
+            target_node=asked.target_node,
+            output_node_id=asked.output_node_id,
+            randomize_seed=asked.randomize_seed,
+            response_type=asked.response_type,
+            output=asked.output_options(),
+            inputs=asked.inputs,
             files=files or {},
-            route=read_route(body),
+            route=asked.route,
+            priority=asked.priority,
+            wait=asked.wait,
         )
-
-
-def read_route(body: dict[str, Any]) -> dict[str, Any] | None:
-    """`"server": "gpu1"` pins a run to a server; `"tags": ["sdxl"]` needs servers with them.
-
-    :raises BadRequest: naming the field.
-    """
-    route: dict[str, Any] = {}
-    server = body.get("server")
-    if server is not None:
-        if not isinstance(server, str) or not server.strip():
-            raise BadRequest("'server' must be the name of a ComfyUI server", field="server")
-        route["server"] = server.strip()
-    tags = body.get("tags")
-    if tags is not None:
-        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-            raise BadRequest("'tags' must be a list of server tags", field="tags")
-        if tags:
-            route["tags"] = sorted(set(tags))
-    return route or None
 
 
 def run_route(gateway: Gateway, spec: GenerationSpec) -> dict[str, Any] | None:
@@ -320,8 +291,8 @@ class RunOptions:
 
 def run_options(body: dict[str, Any]) -> RunOptions:
     """The output node and output options of a recorded request (checked when it was accepted)."""
-    node = body.get("output_node_id")
-    return RunOptions(None if node in (None, "") else str(node), parse_output_options(body))
+    asked = OutputRequest.model_validate(body)
+    return RunOptions(asked.output_node_id, asked.output_options())
 
 
 def store_outputs(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .disconnect import DisconnectMonitor
 from .dispatcher import end_key
-from .errors import BadRequest, ClientGone, GatewayError, NotFound, ShuttingDown
+from .errors import ClientGone, GatewayError, NotFound, ShuttingDown
 from .runs.base import RunRecord
 
 if TYPE_CHECKING:
@@ -38,22 +38,15 @@ class RecordedError(GatewayError):
         return dict(self.body)
 
 
-def wait_budget(body: dict[str, Any], prefer: str | None, cap: float) -> float | None:
+def wait_budget(asked: float | None, prefer: str | None, cap: float) -> float | None:
     """The seconds a sync request is willing to wait (`"wait"` or `Prefer: wait=`), capped.
 
     None when the client set no budget: it waits for the run's whole time.
-
-    :raises BadRequest: `wait` is not a number of seconds.
     """
-    raw = body.get("wait")
-    if raw is None and prefer:
+    if asked is None and prefer:
         found = _PREFER_WAIT.search(prefer)
-        raw = float(found.group(1)) if found else None
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw >= 0:
-        raise BadRequest("'wait' must be a number of seconds (0 or more)", field="wait")
-    return min(float(raw), cap)
+        asked = float(found.group(1)) if found else None
+    return None if asked is None else min(float(asked), cap)
 
 
 def hold(

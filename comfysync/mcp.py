@@ -24,44 +24,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from .client import ApiError, Client
-
-# Gateway parameter types -> JSON Schema.
-_TYPES = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
-_IMAGE = "An image: http(s) URL, data:image/...;base64, URL, or plain base64"
-
-
-def input_schema(parameters: list[dict[str, Any]]) -> dict[str, Any]:
-    """A tool's JSON Schema from a workflow's parameter list."""
-    if not parameters:
-        return {
-            "type": "object",
-            "properties": {"prompt": {"type": "string", "description": "What to make"}},
-        }
-    properties: dict[str, Any] = {}
-    required = []
-    for param in parameters:
-        prop: dict[str, Any] = {}
-        if param["type"] == "enum":
-            prop["enum"] = param["choices"]
-        elif param["type"] == "image":
-            prop = {"type": "string", "description": _IMAGE}
-        else:
-            prop["type"] = _TYPES.get(param["type"], "string")
-        if param.get("min") is not None:
-            prop["minimum"] = param["min"]
-        if param.get("max") is not None:
-            prop["maximum"] = param["max"]
-        if param.get("description"):
-            prop["description"] = param["description"]
-        if param.get("default") is not None:
-            prop["default"] = param["default"]
-        properties[param["name"]] = prop
-        if param.get("required"):
-            required.append(param["name"])
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    return schema
+from .params.schema import inputs_schema as input_schema
 
 
 def build_server(client: Client) -> Server[Any]:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .config import to_bool
-from .errors import BadRequest, ComfyBadResponse
+from .errors import ComfyBadResponse
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +24,7 @@ FORMATS = {
     "jpeg": ("image/jpeg", ".jpg", "JPEG"),
     "webp": ("image/webp", ".webp", "WEBP"),
 }
-_ALIASES = {"jpg": "jpeg"}
+FORMAT_ALIASES = {"jpg": "jpeg"}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Where ComfyUI puts the prompt and workflow JSON (plus EXIF, for completeness).
@@ -68,71 +66,12 @@ class Converted:
     passthrough: bool
 
 
-# -- request validation --
+# -- request bounds (checked by comfysync.models) --
 
 
 # The largest side JPEG and PNG encoders take; beyond it a bound means nothing,
 # and a huge one (1e308) overflowed the resize after the prompt had run.
 MAX_DIMENSION = 65535
-_DIMENSIONS = f"from 1 to {MAX_DIMENSION}"
-
-
-def parse_output_options(params: Mapping[str, Any]) -> OutputOptions:
-    """Read `output_format`, `quality`, `max_width`, `max_height` and `strip_metadata`.
-
-    :raises BadRequest: naming the field and the accepted values.
-    """
-    raw_format = params.get("output_format")
-    output_format: str | None = None
-    if raw_format is not None and raw_format != "":
-        name = raw_format.strip().lower() if isinstance(raw_format, str) else None
-        output_format = _ALIASES.get(name or "", name)
-        if output_format not in FORMATS:
-            raise BadRequest(
-                f"output_format must be one of {', '.join(FORMATS)} (got {raw_format!r})",
-                field="output_format",
-            )
-    return OutputOptions(
-        format=output_format,
-        quality=_whole_number(params, "quality", "from 1 to 100", 1, 100) or DEFAULT_QUALITY,
-        max_width=_whole_number(params, "max_width", _DIMENSIONS, 1, MAX_DIMENSION),
-        max_height=_whole_number(params, "max_height", _DIMENSIONS, 1, MAX_DIMENSION),
-        strip_metadata=_flag(params, "strip_metadata"),
-    )
-
-
-def _whole_number(
-    params: Mapping[str, Any], name: str, expected: str, low: int, high: int | None = None
-) -> int | None:
-    """The field as an int within [low, high], None when absent."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    value: int | None = None
-    if isinstance(raw, bool):
-        value = None  # JSON true is not a number, whatever Python thinks
-    elif isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        value = int(raw)
-    elif isinstance(raw, str):
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
-    if value is None or value < low or (high is not None and value > high):
-        raise BadRequest(f"{name} must be a whole number {expected} (got {raw!r})", field=name)
-    return value
-
-
-def _flag(params: Mapping[str, Any], name: str) -> bool:
-    raw = params.get(name)
-    if raw is None or isinstance(raw, bool):
-        return bool(raw)
-    try:
-        return to_bool(str(raw))
-    except ValueError:
-        raise BadRequest(f"{name} must be true or false (got {raw!r})", field=name) from None
 
 
 # -- conversion --

@@ -9,12 +9,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from comfysync.errors import BadRequest, ComfyBadResponse
-from comfysync.transcode import (
-    OutputOptions,
-    parse_output_options,
-    transcode,
-    transcode_bytes,
-)
+from comfysync.models import OutputRequest, parse
+from comfysync.transcode import OutputOptions, transcode, transcode_bytes
 
 PROMPT = '{"3": {"class_type": "KSampler"}}'
 WORKFLOW = '{"nodes": [], "links": []}'
@@ -50,6 +46,10 @@ def decode(data: bytes) -> Image.Image:
 
 
 # -- validation --
+
+
+def parse_output_options(params: dict) -> OutputOptions:
+    return parse(OutputRequest, params).output_options()
 
 
 def test_defaults_leave_the_file_untouched() -> None:

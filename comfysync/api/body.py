@@ -126,21 +126,3 @@ def receive_body() -> bytes:
     environ["wsgi.input"] = io.BytesIO(data)
     environ["CONTENT_LENGTH"] = str(size)
     return data
-
-
-PRIORITY_LIMIT = 1_000_000
-
-
-def read_priority(body: Any) -> int:
-    """The run's `priority`: a whole number, higher first (default 0).
-
-    :raises BadRequest: when it is not a whole number.
-    """
-    value = body.get("priority", 0) if isinstance(body, dict) else 0
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > PRIORITY_LIMIT:
-        raise BadRequest(
-            f"'priority' must be a whole number from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT} "
-            "(higher runs first)",
-            field="priority",
-        )
-    return value

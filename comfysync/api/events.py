@@ -18,6 +18,9 @@ from ..runs.views import record_body
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
+from ..models.responses import RunStatus
+from ..openapi.operations import EVENTS, Query, operation
+
 bp = Blueprint("events", __name__)
 
 EVENT_STREAM = "text/event-stream"
@@ -67,6 +70,14 @@ def event_stream(
 
 
 @bp.get("/status/<run_id>/events")
+@operation(
+    query=(
+        Query("Last-Event-ID", {"type": "string"}, "Resume after this event", where="header"),
+        Query("last_event_id", {"type": "string"}, "Resume after this event"),
+    ),
+    answers={200: EVENTS},
+    tag="runs",
+)
 def run_event_stream(run_id: str):
     """The run's events as Server-Sent Events; `Last-Event-ID` resumes after an event."""
     gateway = current_app.extensions["comfysync"]
@@ -76,6 +87,7 @@ def run_event_stream(run_id: str):
 
 
 @bp.post("/run/<run_id>/webhook")
+@operation(answers={202: RunStatus}, tag="runs")
 def resend_webhook(run_id: str) -> tuple[dict[str, Any], int]:
     """Send the run's final webhook again (as a new attempt of the same message)."""
     gateway = current_app.extensions["comfysync"]

@@ -9,11 +9,18 @@ from flask import Blueprint, current_app, request, send_file, send_from_director
 
 from ..errors import NotFound
 from ..mounts import check_key, resolve
+from ..openapi.operations import FILE, Query, operation
 
 bp = Blueprint("files", __name__)
 
 
 @bp.get("/output_images/<path:key>")
+@operation(
+    query=(Query("expires", {"type": "string"}), Query("sig", {"type": "string"})),
+    answers={200: FILE},
+    tag="files",
+    public=True,
+)
 def output_image(key: str):
     """Serve one stored output; names are unguessable and there is no listing."""
     store = current_app.extensions["comfysync"].local
@@ -49,12 +56,19 @@ def _serve_mounted(key: str | None, alias: str, name: str):
 
 
 @bp.get("/comfyui_server/pw=<key>/files/<alias>/<path:name>")
+@operation(answers={200: FILE}, tag="files", public=True)
 def mounted_file(key: str, alias: str, name: str):
     """One file of a mount, the key in the path (seed 004's form)."""
     return _serve_mounted(key, alias, name)
 
 
 @bp.get("/comfyui_server/files/<alias>/<path:name>")
+@operation(
+    query=(Query(KEY_HEADER, {"type": "string"}, where="header"),),
+    answers={200: FILE},
+    tag="files",
+    public=True,
+)
 def mounted_file_keyed(alias: str, name: str):
     """One file of a mount, the key in the X-File-Access-Key header."""
     return _serve_mounted(request.headers.get(KEY_HEADER), alias, name)

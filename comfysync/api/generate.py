@@ -8,6 +8,8 @@ off: 202, `Location: /api/status/<run_id>`, and the run goes on. With
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, request, send_file
 
 from ..auth import check_may_run, key_name
@@ -15,9 +17,12 @@ from ..disposition import content_disposition
 from ..errors import GenerationTimeout
 from ..generation import GenerationSpec, start_run
 from ..holding import RecordedError, hold, wait_budget
+from ..models import GenerateRequest
+from ..models.responses import GenerateResponse, RunStatus
+from ..openapi import FILE, operation
 from ..runs.base import SUCCESS, RunRecord
 from ..runs.views import record_body
-from .body import read_body, read_priority
+from .body import read_body
 from .events import event_stream, wants_event_stream
 
 bp = Blueprint("generate", __name__)
@@ -26,15 +31,14 @@ bp = Blueprint("generate", __name__)
 _RECORD_GRACE = 5.0
 
 
-def _run():
+def _run(body: Any, files: dict[str, bytes]):
     gateway = current_app.extensions["comfysync"]
-    body, files = read_body()
     spec = GenerationSpec.from_body(body, files)
     runs = gateway.settings.runs
-    budget = wait_budget(body, request.headers.get("Prefer"), runs.sync_wait_max)
+    budget = wait_budget(spec.wait, request.headers.get("Prefer"), runs.sync_wait_max)
     check_may_run(spec)
     record, _ = start_run(
-        gateway, spec, body, mode="sync", priority=read_priority(body), key_name=key_name()
+        gateway, spec, body, mode="sync", priority=spec.priority, key_name=key_name()
     )
     if wants_event_stream():
         # The run's events on this request, ending with the answer; a client that
@@ -73,10 +77,9 @@ def _file_response(record: RunRecord):
     return response
 
 
-@bp.post("/generate")
-def generate_url():
-    """Run a workflow and answer with the URL of its first output (all in `images`)."""
-    spec, final = _run()
+def answer_url(body: Any, files: dict[str, bytes]):
+    """Run and answer with the result's JSON (or the file, with `response_type: file`)."""
+    spec, final = _run(body, files)
     if spec is None:
         return final
     if spec.response_type == "file":
@@ -84,8 +87,36 @@ def generate_url():
     return final.result
 
 
+def answer_file(body: Any, files: dict[str, bytes]):
+    """Run and answer with the first output's bytes."""
+    spec, final = _run(body, files)
+    return final if spec is None else _file_response(final)
+
+
+@bp.post("/generate")
+@operation(
+    body=GenerateRequest,
+    multipart=True,
+    answers={200: GenerateResponse, 202: RunStatus},
+    tag="generate",
+)
+def generate_url():
+    """Run a workflow and answer with the URL of its first output (all in `images`).
+
+    Holds the request until the run ends. `"wait"` (or `Prefer: wait=N`) caps
+    the hold: a run still going then is answered 202 with its status.
+    `Accept: text/event-stream` streams the run's events instead.
+    """
+    return answer_url(*read_body())
+
+
 @bp.post("/generate_file")
+@operation(
+    body=GenerateRequest,
+    multipart=True,
+    answers={200: FILE, 202: RunStatus},
+    tag="generate",
+)
 def generate_file():
     """Run a workflow and answer with the bytes of its first output."""
-    spec, final = _run()
-    return final if spec is None else _file_response(final)
+    return answer_file(*read_body())

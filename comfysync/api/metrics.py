@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import metrics
 from ..errors import Unauthorized
+from ..openapi.operations import TEXT, operation
 
 bp = Blueprint("metrics", __name__)
 
@@ -22,6 +23,7 @@ def _in_flight() -> dict[str, int]:
 
 
 @bp.get("/metrics")
+@operation(answers={200: TEXT}, tag="servers", public=True)
 def scrape():
     """Prometheus' text format."""
     gateway = current_app.extensions["comfysync"]

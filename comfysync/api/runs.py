@@ -11,22 +11,31 @@ from ..auth import check_may_run, check_may_see, key_name, may_see, scoped_idemp
 from ..errors import BadRequest
 from ..events.frames import live_view
 from ..generation import GenerationSpec, start_run
+from ..models.requests import RunRequest
+from ..models.responses import RunCreated, RunList, RunStatus, TaskCreated
 from ..numbers import parse_whole
+from ..openapi.operations import EVENTS, Query, operation
 from ..runs.base import IN_FLIGHT, QUEUED, RUNNING, STATUSES, seq_cursor
 from ..runs.views import API_STATUS, API_STATUSES, record_body
 from ..webhooks.outbox import delivery_body
-from .body import read_body, read_priority
+from .body import read_body
 from .events import event_stream, wants_event_stream
+
+IDEMPOTENCY_KEY = Query(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    "The same key and body give the same run",
+    where="header",
+)
 
 bp = Blueprint("runs", __name__)
 
 _MAX_KEY = 255
 
 
-def _accept() -> tuple[str, int, dict[str, str]]:
+def accept(body: Any, files: dict[str, bytes]) -> tuple[str, int, dict[str, str]]:
     """Record a run from a `/api/generate`-shaped body; its id, the status code, headers."""
     gateway = current_app.extensions["comfysync"]
-    body, files = read_body()
     if isinstance(body, dict) and "deployment_id" in body and "workflow" not in body:
         # ComfyUI Deploy clients name the workflow this way.
         body = {k: v for k, v in body.items() if k != "deployment_id"} | {
@@ -42,7 +51,7 @@ def _accept() -> tuple[str, int, dict[str, str]]:
         spec,
         body,
         mode="async",
-        priority=read_priority(body),
+        priority=spec.priority,
         idempotency_key=scoped_idempotency_key(key),
         key_name=key_name(),
     )
@@ -53,21 +62,35 @@ def _accept() -> tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/run")
+@operation(
+    body=RunRequest,
+    multipart=True,
+    query=(IDEMPOTENCY_KEY,),
+    answers={201: RunCreated, 200: EVENTS},
+    tag="runs",
+)
 def create_run():
     """Queue a run and answer at once with its id; poll `/api/status/<run_id>`.
 
     With `Accept: text/event-stream`, the answer is the run's event stream.
     """
-    run_id, code, headers = _accept()
+    run_id, code, headers = accept(*read_body())
     if wants_event_stream():
         return event_stream(current_app.extensions["comfysync"], run_id)
     return {"run_id": run_id}, code, headers
 
 
 @bp.post("/tasks/create")
+@operation(
+    body=RunRequest,
+    multipart=True,
+    query=(IDEMPOTENCY_KEY,),
+    answers={201: TaskCreated},
+    tag="runs",
+)
 def create_task():
     """`/api/run` in the seed-001 form: `{"task_id"}`."""
-    run_id, code, headers = _accept()
+    run_id, code, headers = accept(*read_body())
     return {"task_id": run_id}, code, headers
 
 
@@ -89,18 +112,21 @@ def _record_response(run_id: str) -> dict[str, Any]:
 
 
 @bp.get("/status/<run_id>")
+@operation(answers={200: RunStatus}, tag="runs")
 def run_status(run_id: str):
     """The run record: status, outputs, error, progress, timings."""
     return _record_response(run_id)
 
 
 @bp.get("/tasks/<task_id>")
+@operation(answers={200: RunStatus}, tag="runs")
 def task(task_id: str):
     """The run record, seed-001 style."""
     return _record_response(task_id)
 
 
 @bp.post("/run/<run_id>/cancel")
+@operation(answers={200: RunStatus}, tag="runs")
 def cancel_run(run_id: str):
     """Cancel a queued or running run; answers the record."""
     gateway = current_app.extensions["comfysync"]
@@ -110,6 +136,15 @@ def cancel_run(run_id: str):
 
 
 @bp.get("/runs")
+@operation(
+    query=(
+        Query("status", {"enum": list(API_STATUSES)}),
+        Query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+        Query("cursor", {"type": "string"}, "next_cursor of the page before"),
+    ),
+    answers={200: RunList},
+    tag="runs",
+)
 def list_runs():
     """Runs newest first: `?status=` (API words), `?limit=` (1-100), `?cursor=`."""
     store = current_app.extensions["comfysync"].runs

@@ -11,6 +11,8 @@ from flask import Blueprint, current_app, jsonify
 
 from ..comfy.backend import ComfyBackend
 from ..errors import BadRequest
+from ..models.responses import Health, Readiness, ServerList
+from ..openapi.operations import operation
 
 bp = Blueprint("servers", __name__)
 probes = Blueprint("probes", __name__)
@@ -31,6 +33,7 @@ def server_named(name: str | None) -> ComfyBackend:
 
 
 @bp.get("/servers")
+@operation(answers={200: ServerList}, tag="servers")
 def list_servers():
     """Each server: up or down, what it holds, jobs done, mean time per job, last error."""
     gateway = current_app.extensions["comfysync"]
@@ -43,12 +46,14 @@ def list_servers():
 
 
 @probes.get("/health")
+@operation(answers={200: Health}, tag="servers", public=True)
 def health():
     """The process is alive and serving."""
     return {"status": "ok"}
 
 
 @probes.get("/ready")
+@operation(answers={200: Readiness, 503: Readiness}, tag="servers", public=True)
 def ready():
     """Ready for work: some server is up and the queue is under its cap; 503 otherwise."""
     gateway = current_app.extensions["comfysync"]

@@ -11,10 +11,13 @@ from ..auth import may_see
 from ..disposition import content_disposition
 from ..errors import BadRequest, NotFound
 from ..images import content_type_for
+from ..models.responses import History, HistoryEntry, PromptImages, TaskStatus
 from ..numbers import parse_whole
+from ..openapi.operations import FILE, Query, operation
 from ..runs.base import QUEUED
 from ..runs.views import task_body
 from ..workflows.files import name_problem
+from .comfy import SERVER
 from .servers import server_named
 
 bp = Blueprint("tasks", __name__)
@@ -24,6 +27,7 @@ _ACTIVE_TYPES = ("text/html", "application/javascript", "text/javascript", "text
 
 
 @bp.get("/task_status/<prompt_id>")
+@operation(answers={200: TaskStatus}, tag="comfyui")
 def task_status(prompt_id: str):
     """pending (with queue_position), running, completed, error, cancelled or not_found.
 
@@ -38,6 +42,11 @@ def task_status(prompt_id: str):
 
 
 @bp.get("/history")
+@operation(
+    query=(Query("max_items", {"type": "integer", "minimum": 1, "default": 20}),),
+    answers={200: History},
+    tag="comfyui",
+)
 def history():
     """The newest finished prompts (`?max_items=`, default 20), newest first."""
     max_items = parse_whole(request.args.get("max_items", "20"))
@@ -48,6 +57,7 @@ def history():
 
 
 @bp.get("/history/<prompt_id>")
+@operation(answers={200: HistoryEntry}, tag="comfyui")
 def history_entry(prompt_id: str):
     """One prompt's outcome and output files."""
     gateway = current_app.extensions["comfysync"]
@@ -59,6 +69,7 @@ def history_entry(prompt_id: str):
 
 
 @bp.get("/image/<prompt_id>")
+@operation(answers={200: PromptImages}, tag="comfyui")
 def images(prompt_id: str):
     """The output files of one finished prompt."""
     found = tasks.images_of(current_app.extensions["comfysync"], prompt_id)
@@ -68,6 +79,16 @@ def images(prompt_id: str):
 
 
 @bp.get("/view")
+@operation(
+    query=(
+        Query("filename", {"type": "string"}),
+        Query("subfolder", {"type": "string"}),
+        Query("type", {"enum": ["output", "temp"], "default": "output"}),
+        SERVER,
+    ),
+    answers={200: FILE},
+    tag="comfyui",
+)
 def view():
     """Stream one of ComfyUI's output or temp files (the URLs in status and history)."""
     filename = request.args.get("filename", "")

@@ -10,8 +10,20 @@ from flask import Blueprint, current_app, jsonify
 from ..auth import check_may_run
 from ..errors import BadRequest, GatewayError
 from ..generation import GenerationSpec, build_graph, run_route, submit_only
+from ..models.requests import WorkflowInputs, WorkflowPatch
+from ..models.responses import (
+    GenerateResponse,
+    QueuedPrompt,
+    RunCreated,
+    WorkflowList,
+    WorkflowSchema,
+)
+from ..openapi.operations import operation
 from ..params import schema_json
+from ..params.resolve import parameters
 from .body import read_body
+from .generate import answer_url
+from .runs import accept
 
 bp = Blueprint("workflows", __name__)
 
@@ -19,12 +31,14 @@ _SIMPLE_KEYS = {"prompt", "target_node", "patches", "randomize_seed", "inputs"}
 
 
 @bp.get("/workflows")
+@operation(answers={200: WorkflowList}, tag="workflows")
 def list_workflows():
     """Names of the graphs in the workflows folder."""
     return {"workflows": current_app.extensions["comfysync"].workflows.names()}
 
 
 @bp.get("/workflows/<name>")
+@operation(answers={200: WorkflowSchema}, tag="workflows")
 def workflow_schema(name: str):
     """A workflow's typed parameters: name, type, default, bounds, and the node each sets."""
     store = current_app.extensions["comfysync"].workflows
@@ -44,6 +58,7 @@ def _spec_for(name: str, body: Any, files: dict[str, bytes]) -> GenerationSpec:
 
 
 @bp.post("/workflow/<name>")
+@operation(body=WorkflowPatch, multipart=True, answers={200: QueuedPrompt}, tag="workflows")
 def queue_workflow(name: str):
     """Submit a stored workflow without waiting; poll `/api/task_status/<prompt_id>`."""
     gateway = current_app.extensions["comfysync"]
@@ -65,3 +80,45 @@ def queue_workflow(name: str):
         "error": None,
         "client_id": backend.client_id,
     }
+
+
+def _typed_body(name: str, body: Any) -> dict[str, Any]:
+    """A workflow's typed parameters as a `/api/generate` body.
+
+    A workflow without parameters takes only `prompt`, for its prompt node.
+    """
+    store = current_app.extensions["comfysync"].workflows
+    graph = store.load(name)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object of the workflow's parameters")
+    if parameters(graph, store.declaration(name, graph)):
+        return {"workflow": name, "inputs": body}
+    unknown = sorted(body.keys() - {"prompt"})
+    if unknown:
+        raise BadRequest(
+            f"Workflow {name} has no parameters, only 'prompt'; unknown: {', '.join(unknown)}",
+            field=unknown[0],
+        )
+    return {"workflow": name} | ({"prompt": body["prompt"]} if "prompt" in body else {})
+
+
+@bp.post("/workflows/<name>/generate")
+@operation(body=WorkflowInputs, multipart=True, answers={200: GenerateResponse}, tag="workflows")
+def generate_workflow(name: str):
+    """Run a stored workflow with its typed parameters; answers as /api/generate.
+
+    Each workflow has its own typed operation in this document.
+    """
+    body, files = read_body()
+    return answer_url(_typed_body(name, body), files)
+
+
+@bp.post("/workflows/<name>/run")
+@operation(body=WorkflowInputs, multipart=True, answers={201: RunCreated}, tag="workflows")
+def run_workflow(name: str):
+    """Queue a stored workflow with its typed parameters; answers as /api/run."""
+    body, files = read_body()
+    run_id, code, headers = accept(_typed_body(name, body), files)
+    return {"run_id": run_id}, code, headers

@@ -32,7 +32,8 @@ class InvalidInputs(BadRequest):
 
     def __init__(self, fields: list[FieldError]) -> None:
         self.fields = list(fields)
-        super().__init__("invalid inputs", fields=[f.to_dict() for f in self.fields])
+        first = self.fields[0].name if self.fields else None
+        super().__init__("invalid inputs", field=first, fields=[f.to_dict() for f in self.fields])
 
 
 class ImageInputError(Exception):

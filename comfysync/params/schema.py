@@ -60,3 +60,46 @@ def _graph_value(graph: Mapping[str, Any], param: Param) -> Any:
     node = graph.get(first.node)
     value = (node.get("inputs") or {}).get(first.input) if isinstance(node, dict) else None
     return None if is_link(value) else value
+
+
+# Parameter types -> JSON Schema.
+_TYPES = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_IMAGE = "An image: http(s) URL, data:image/...;base64, URL, or plain base64"
+
+
+def inputs_schema(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema of a workflow's inputs, from its parameter list (`param_json`).
+
+    A workflow without parameters takes a `prompt`. Used by the API description
+    and the agent tool alike.
+    """
+    if not parameters:
+        return {
+            "type": "object",
+            "properties": {"prompt": {"type": "string", "description": "What to make"}},
+        }
+    properties: dict[str, Any] = {}
+    required = []
+    for param in parameters:
+        prop: dict[str, Any] = {}
+        if param["type"] == "enum":
+            prop["enum"] = param["choices"]
+        elif param["type"] == "image":
+            prop = {"type": "string", "description": _IMAGE}
+        else:
+            prop["type"] = _TYPES.get(param["type"], "string")
+        if param.get("min") is not None:
+            prop["minimum"] = param["min"]
+        if param.get("max") is not None:
+            prop["maximum"] = param["max"]
+        if param.get("description"):
+            prop["description"] = param["description"]
+        if param.get("default") is not None:
+            prop["default"] = param["default"]
+        properties[param["name"]] = prop
+        if param.get("required"):
+            required.append(param["name"])
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema

@@ -34,7 +34,9 @@ def check_url(url: Any, field: str = "webhook") -> str:
     :raises BadRequest: anything else.
     """
     if not isinstance(url, str) or not url.strip() or len(url) > _MAX_URL:
-        raise BadRequest(f"'{field}' must be an http(s) URL of at most {_MAX_URL} characters")
+        raise BadRequest(
+            f"'{field}' must be an http(s) URL of at most {_MAX_URL} characters", field=field
+        )
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -54,15 +56,26 @@ def read_target(body: dict[str, Any], default_url: str) -> WebhookTarget | None:
 
     `"webhook": null` or `false` turns the default off for this run.
 
-    :raises BadRequest: a malformed webhook.
+    :raises BadRequest: a malformed webhook, or `{"events"}` with no URL and no default.
     """
     if "webhook" not in body:
         return WebhookTarget(default_url) if default_url else None
-    raw = body["webhook"]
+    asked = check_webhook(body["webhook"])
+    if asked is None:
+        return None
+    url, events = asked
+    return WebhookTarget(url or check_url(default_url, "webhook.url"), events)
+
+
+def check_webhook(raw: Any) -> tuple[str | None, tuple[str, ...]] | None:
+    """A request's `"webhook"` value: its URL (None: the default's) and events; None for off.
+
+    :raises BadRequest: naming the field.
+    """
     if raw is None or raw is False:
         return None
     if isinstance(raw, str):
-        return WebhookTarget(check_url(raw))
+        return check_url(raw), DEFAULT_EVENTS
     if not isinstance(raw, dict):
         raise BadRequest('\'webhook\' must be a URL or {"url", "events"}', field="webhook")
     unknown = raw.keys() - {"url", "events"}
@@ -70,7 +83,7 @@ def read_target(body: dict[str, Any], default_url: str) -> WebhookTarget | None:
         raise BadRequest(
             f"unknown 'webhook' field(s): {', '.join(sorted(map(str, unknown)))}", field="webhook"
         )
-    url = check_url(raw.get("url") or default_url, "webhook.url")
+    url = check_url(raw["url"], "webhook.url") if raw.get("url") else None
     events = raw.get("events", list(DEFAULT_EVENTS))
     if (
         not isinstance(events, list)
@@ -80,7 +93,7 @@ def read_target(body: dict[str, Any], default_url: str) -> WebhookTarget | None:
         raise BadRequest(
             f"'webhook.events' must be a list of {', '.join(EVENTS)}", field="webhook.events"
         )
-    return WebhookTarget(url, tuple(dict.fromkeys(events)))
+    return url, tuple(dict.fromkeys(events))
 
 
 def stored_target(request: dict[str, Any], default_url: str) -> WebhookTarget | None:
