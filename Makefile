@@ -31,6 +31,7 @@ lint: $(VENV)/.installed
 ## demo: the ComfyUI simulator and the gateway together; no GPU needed
 demo: $(VENV)/.installed
 	@echo "ComfyUI simulator on :$(SIM_PORT); gateway on :$${FLASK_PORT:-5000}"
+	@echo "Playground: http://localhost:$${FLASK_PORT:-5000}/"
 	@echo "Try: curl -s -X POST localhost:$${FLASK_PORT:-5000}/api/generate_file -H 'Content-Type: application/json' -d '{\"workflow\": \"demo_invert\"}' -o demo.png"
 	@$(BIN)/python -m comfysync.simulator --port $(SIM_PORT) & sim=$$!; \
 	trap "kill $$sim" EXIT INT TERM; \

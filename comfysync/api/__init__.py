@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app
 
+from .. import playground
 from ..auth import require_api_key
 from ..errors import ShuttingDown
 from ..ratelimit import add_rate_headers, check_rate
@@ -26,8 +27,9 @@ for _module in (generate, runs, events, comfy, workflows, tasks, servers):
 
 
 def register(app: Flask) -> None:
-    """Attach the `/api` blueprints and the file server."""
+    """Attach the `/api` blueprints, the file server, the probes and the playground page."""
     app.register_blueprint(api)
     app.register_blueprint(files.bp)
     app.register_blueprint(servers.probes)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(playground.bp)

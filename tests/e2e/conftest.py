@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .browser import CALL_REPORT
 from .harness import Gateway, Simulator
 
 VERSIONS = ["0.3.64", "0.27"]
@@ -48,3 +49,12 @@ def make_gateway() -> Iterator:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    """Keep each test's outcome where its fixtures can read it (screenshots on failure)."""
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
