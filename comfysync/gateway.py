@@ -18,6 +18,7 @@ from .ratelimit import build_limiter
 from .runs.factory import build_run_store
 from .storage import LocalDiskStore, RetentionPruner, build_remote_store
 from .storage.signing import UrlSigner
+from .warmup import Warmup
 from .webhooks.sender import WebhookSender
 from .workflows.store import WorkflowStore
 
@@ -54,14 +55,16 @@ class Gateway:
         self.shutting_down = False
         self.released = Event()  # set when held requests are answered during shutdown
         self.background = Background("gateway")
+        self.warmup = Warmup(self)
 
     def start(self) -> None:
-        """Open the WebSocket(s) in this process, before the first request needs them."""
+        """Open the WebSocket(s) in this process, before the first request needs them; warm up."""
         for backend in self.backends:
             backend.start()
         self.dispatcher.start()
         self.webhooks.start()
         self.pruner.start()
+        self.warmup.start()
 
     def backend(self, name: str | None = None) -> ComfyBackend:
         """The ComfyUI server of that name; the first (the only one, without a fleet) for None.
@@ -107,6 +110,7 @@ class Gateway:
     def close(self) -> None:
         """Stop background work, give up our runs to the other workers, close connections."""
         self.background.kill()
+        self.warmup.close()
         self.dispatcher.stop()
         self.webhooks.stop()
         self.runs.close()

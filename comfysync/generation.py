@@ -27,6 +27,7 @@ from .transcode import OutputOptions
 from .webhooks.target import read_target
 from .workflows import patching
 from .workflows.files import check_file_inputs
+from .workflows.titles import node_id
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -273,7 +274,10 @@ def collect_outputs(
     :raises NoOutput: the prompt produced nothing for the requested node.
     """
     options = run_options(record.request)
-    files = choose(list_files(outcome.outputs), options.output_node_id)
+    node = options.output_node_id
+    if node is not None and record.graph:
+        node = node_id(record.graph, node) or node  # a title, checked when it was accepted
+    files = choose(list_files(outcome.outputs), node)
     if not files:
         raise NoOutput(prompt_id=record.prompt_id, output_node_id=options.output_node_id)
     # Copies get what is left of the deadline, but never less than one read's time.

@@ -25,6 +25,8 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from .workflows.refs import base_name
+
 GENERATE = "generate"  # start generations, read workflows and outputs
 RUNS = "runs"  # read and cancel its own runs
 ADMIN = "admin"  # everyone's runs and prompts, ComfyUI pass-through, gateway status
@@ -74,10 +76,15 @@ class ApiKey:
         return ADMIN in self.scopes
 
     def may_run(self, workflow: str | None) -> bool:
-        """Whether it may run this stored workflow (None: an inline graph)."""
+        """Whether it may run this stored workflow (None: an inline graph).
+
+        A name allows each of its versions and aliases; `name@alias` only that one.
+        """
         if self.workflows is None:
             return True
-        return workflow is not None and workflow in self.workflows
+        if workflow is None:
+            return False
+        return workflow in self.workflows or base_name(workflow) in self.workflows
 
 
 def digest(key: str) -> bytes:

@@ -2,7 +2,7 @@
 
 `/health` and `/ready` sit outside `/api`, so no API key is asked for: a
 probe has none. Neither says anything a caller could use against a server
-(no addresses, no errors).
+(no addresses, no error messages: the warm-up's failures show as their type).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def health():
 @probes.get("/ready")
 @operation(answers={200: Readiness, 503: Readiness}, tag="servers", public=True)
 def ready():
-    """Ready for work: some server is up and the queue is under its cap; 503 otherwise."""
+    """Ready for work: some server is up (and warm, with WARMUP_WORKFLOW) and the queue is
+    under its cap; 503 otherwise."""
     gateway = current_app.extensions["comfysync"]
     up = sum(1 for backend in gateway.backends if backend.up)
     queued = gateway.runs.queued_count()
@@ -67,12 +68,16 @@ def ready():
         reasons.append("no ComfyUI server is up")
     if cap > 0 and queued >= cap:
         reasons.append("the queue is full")
+    if up and not gateway.warmup.ready():
+        reasons.append("warming up")
     body = {
         "status": "not_ready" if reasons else "ready",
         "servers_up": up,
         "servers": len(gateway.backends),
         "queued": queued,
     }
+    if gateway.warmup.workflow:
+        body["warmup"] = gateway.warmup.report()  # statuses and error types, never messages
     if reasons:
         body["reasons"] = reasons
     return jsonify(body), 503 if reasons else 200

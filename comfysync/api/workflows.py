@@ -33,17 +33,27 @@ _SIMPLE_KEYS = {"prompt", "target_node", "patches", "randomize_seed", "inputs"}
 @bp.get("/workflows")
 @operation(answers={200: WorkflowList}, tag="workflows")
 def list_workflows():
-    """Names of the graphs in the workflows folder."""
-    return {"workflows": current_app.extensions["comfysync"].workflows.names()}
+    """Names of the stored workflows, and the versions and aliases of versioned ones.
+
+    Without versioned workflows the answer is exactly what it always was.
+    """
+    store = current_app.extensions["comfysync"].workflows
+    deployments = store.deployments()
+    return {"workflows": store.names()} | ({"deployments": deployments} if deployments else {})
 
 
 @bp.get("/workflows/<name>")
 @operation(answers={200: WorkflowSchema}, tag="workflows")
 def workflow_schema(name: str):
-    """A workflow's typed parameters: name, type, default, bounds, and the node each sets."""
+    """A workflow's typed parameters: name, type, default, bounds, and the node each sets.
+
+    `name` may pick a version or alias (`sd_txt2img@staging`); `version` says which it got.
+    """
     store = current_app.extensions["comfysync"].workflows
+    version = store.resolve(name).version
     graph = store.load(name)
-    return {"name": name} | schema_json(graph, store.declaration(name, graph))
+    head: dict[str, Any] = {"name": name} | ({"version": version} if version else {})
+    return head | schema_json(graph, store.declaration(name, graph))
 
 
 def _spec_for(name: str, body: Any, files: dict[str, bytes]) -> GenerationSpec:

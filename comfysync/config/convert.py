@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -199,3 +200,27 @@ def to_origins(raw: str) -> tuple[str, ...]:
             raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
     return tuple(origins)
+
+
+def to_stored_workflow(root: str, raw: str) -> str:
+    """A workflow reference (`name`, `name@alias`) naming a JSON object under `root`."""
+    # Imported here, and the catalog only: the store's parameters import this
+    # package, and what they need (Pillow, requests) must not load in gunicorn's master.
+    from ..errors import GatewayError
+    from ..workflows.catalog import Catalog
+
+    ref = raw.strip()
+    catalog = Catalog(root)
+    try:
+        path = catalog.resolve(ref).path
+    except GatewayError as err:
+        names = ", ".join(catalog.names()) or "none"
+        raise ValueError(f"{err.message} (the workflows in {root!r}: {names})") from err
+    try:
+        with open(path, "rb") as handle:
+            graph = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {ref}: {err}") from err
+    if not isinstance(graph, dict):
+        raise ValueError(f"{ref} is not a ComfyUI API-format graph")
+    return ref

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..keys import ApiKey, Rate, load_keys_file, parse_rate
 from ..mounts import Mount, parse_mounts
@@ -23,6 +24,7 @@ from .convert import (
     to_redis_url,
     to_seconds_or_zero,
     to_size,
+    to_stored_workflow,
     to_webhook_secret,
 )
 from .fleet import DEFAULT_SERVER_NAME, ComfyServer, read_servers
@@ -78,6 +80,7 @@ class ServiceSettings:
     max_content_length: int = 50 << 20
     body_timeout: float = 60.0  # seconds to receive a whole request body
     workflows_dir: str = "workflows"
+    warmup_workflow: str = ""  # run on every ComfyUI server at start; empty: none
     output_dir: str = "output_images"
     generation_timeout: float = 600.0
     cancel_on_disconnect: bool = True
@@ -211,6 +214,7 @@ declare(
     "MAX_CONTENT_LENGTH",
     "BODY_TIMEOUT",
     "WORKFLOWS_DIR",
+    "WARMUP_WORKFLOW",
     "OUTPUT_DIR",
     "GENERATION_TIMEOUT",
     "CANCEL_ON_DISCONNECT",
@@ -238,6 +242,7 @@ def read_service(env: Reader) -> ServiceSettings:
     url_secret = env.raw("LOCAL_URL_SECRET")
     if url_secret and len(url_secret) < 16:
         raise ConfigError("LOCAL_URL_SECRET must be at least 16 characters")
+    workflows_dir = env.get("WORKFLOWS_DIR", d.workflows_dir, str.strip)
     return ServiceSettings(
         file_mounts=mounts,
         file_access_key=access_key,
@@ -257,7 +262,8 @@ def read_service(env: Reader) -> ServiceSettings:
         cors_origins=env.get("CORS_ORIGINS", d.cors_origins, to_origins),
         max_content_length=env.get("MAX_CONTENT_LENGTH", d.max_content_length, to_size),
         body_timeout=env.get("BODY_TIMEOUT", d.body_timeout, to_positive_float),
-        workflows_dir=env.get("WORKFLOWS_DIR", d.workflows_dir, str.strip),
+        workflows_dir=workflows_dir,
+        warmup_workflow=env.get("WARMUP_WORKFLOW", "", partial(to_stored_workflow, workflows_dir)),
         output_dir=env.get("OUTPUT_DIR", d.output_dir, str.strip),
         generation_timeout=env.get("GENERATION_TIMEOUT", d.generation_timeout, to_positive_float),
         cancel_on_disconnect=env.get("CANCEL_ON_DISCONNECT", d.cancel_on_disconnect, to_bool),

@@ -10,6 +10,15 @@ from importlib import resources
 from typing import Any
 
 SUPPORTED_VERSIONS = ("0.3.64", "0.27")
+# The model files the starter workflows in `workflows/` load, so `make demo` runs
+# them; the captured servers had only random-sd15.safetensors.
+STARTER_MODELS = {
+    "checkpoints": [
+        "v1-5-pruned-emaonly.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "sd_xl_refiner_1.0.safetensors",
+    ]
+}
 
 
 @dataclass
@@ -59,6 +68,11 @@ class SimConfig:
     # started and ended, how many waited behind it): the server's own record of
     # the work it got, which survives a kill -9.
     job_log: str | None = None
+    # Model files beside the captured server's, by folder; read when the server starts.
+    # Empty: exactly the captured server (the replay tests).
+    models: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in STARTER_MODELS.items()}
+    )
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS:
@@ -105,6 +119,8 @@ class SimConfig:
                 self.output_order = [str(x) for x in value or []]
             elif key == "thread_pixels":
                 self.thread_pixels = int(value)
+            elif key == "models":
+                self.models = {str(k): [str(n) for n in v] for k, v in (value or {}).items()}
             else:
                 raise KeyError(key)
 
@@ -122,6 +138,7 @@ class SimConfig:
             "preview_method": self.preview_method,
             "output_order": list(self.output_order),
             "thread_pixels": self.thread_pixels,
+            "models": {k: list(v) for k, v in self.models.items()},
         }
 
 

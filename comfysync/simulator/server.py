@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from . import files, jobs
-from .config import SimConfig, object_info_text, version_data
+from .catalog import model_files, object_info
+from .config import SimConfig, version_data
 from .executor import Executor, now_ms
 from .history import SENSITIVE_EXTRA_DATA_KEYS, PromptQueue, QueueItem
 from .nodes import registry
@@ -45,7 +46,8 @@ class Simulator:
         self.dirs = DataDirs.create(data_dir)
         self.hub = Hub()
         self.vdata = version_data(self.cfg.version)
-        self.info: dict[str, Any] = json.loads(object_info_text(self.cfg.version))
+        self.model_files = model_files(self.cfg.version, self.cfg.models)
+        self.info = object_info(self.cfg.version, self.model_files)
         self.impls = {k: v for k, v in registry().items() if k in self.info}
         self.restarts = 0
         self.down_until = 0.0
@@ -215,7 +217,7 @@ class Simulator:
         folder = request.match_info["folder"]
         if folder not in self.vdata["models"]:
             return web.Response(status=404)
-        return web.json_response(self.vdata["model_files"].get(folder, []))
+        return web.json_response(self.model_files.get(folder, []))
 
     async def system_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.vdata["system_stats"])

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..comfy.protocol import node_sort_key
 from ..errors import BadRequest
+from .titles import resolve_node
 
 Graph = dict[str, dict[str, Any]]
 
@@ -48,18 +49,17 @@ def check_graph(graph: Any, field: str = "workflow_data") -> Graph:
 
 
 def apply_patches(graph: Graph, patches: Any) -> None:
-    """Merge `{"<node_id>": {"inputs": {...}}}` into the graph's nodes.
+    """Merge `{"<node_id or title>": {"inputs": {...}}}` into the graph's nodes.
 
-    :raises BadRequest: for an unknown node id or a malformed patch.
+    :raises BadRequest: for an unknown or ambiguous node, or a malformed patch.
     """
     if patches is None:
         return
     if not isinstance(patches, dict):
         raise BadRequest('\'patches\' must be an object: {"<node_id>": {"inputs": {...}}}')
-    for node_id, patch in patches.items():
-        node_id = str(node_id)
-        if node_id not in graph:
-            raise BadRequest(f"Patch for node {node_id}, which is not in the workflow")
+    for key, patch in patches.items():
+        unknown = f"Patch for node {key}, which is not in the workflow"
+        node_id = resolve_node(graph, key, field="patches", unknown=unknown)
         if not isinstance(patch, dict) or not isinstance(patch.get("inputs"), dict):
             raise BadRequest(f'Patch for node {node_id} must look like {{"inputs": {{...}}}}')
         graph[node_id]["inputs"].update(patch["inputs"])
@@ -83,15 +83,16 @@ def _text_input(node: dict[str, Any]) -> str | None:
 def find_text_node(graph: Graph, target_node: Any = None) -> str:
     """The node that receives the prompt text.
 
-    Without `target_node`: the text node feeding a sampler's `positive` input,
-    else the first text node by id.
+    `target_node` is a node id or title. Without it: the text node feeding a
+    sampler's `positive` input, else the first text node by id.
 
     :raises BadRequest: with the exact messages existing clients match on.
     """
     if target_node is not None and str(target_node) != "":
-        node_id = str(target_node)
-        if node_id not in graph or not is_text_node(graph[node_id]):
-            raise BadRequest(f"Target node {node_id} is not a text input node")
+        not_text = f"Target node {target_node} is not a text input node"
+        node_id = resolve_node(graph, target_node, field="target_node", unknown=not_text)
+        if not is_text_node(graph[node_id]):
+            raise BadRequest(not_text, field="target_node")
         return node_id
     for sampler_id in sorted(graph, key=node_sort_key):
         positive = graph[sampler_id].get("inputs", {}).get("positive")
@@ -186,13 +187,11 @@ def prefix_outputs(graph: Graph, prompt_id: str) -> list[str]:
 
 
 def check_output_node(graph: Graph, output_node_id: Any) -> str | None:
-    """Normalise `output_node_id` to a string id present in the graph.
+    """The id of the node `output_node_id` names (an id or a title), if it names one.
 
-    :raises BadRequest: when the node is not in the graph.
+    :raises BadRequest: when no node, or more than one, answers to it.
     """
     if output_node_id is None or output_node_id == "":
         return None
-    node_id = str(output_node_id)
-    if node_id not in graph:
-        raise BadRequest(f"output_node_id {node_id} is not a node of the workflow")
-    return node_id
+    unknown = f"output_node_id {output_node_id} is not a node of the workflow"
+    return resolve_node(graph, output_node_id, field="output_node_id", unknown=unknown)

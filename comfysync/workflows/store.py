@@ -1,62 +1,44 @@
-"""Named workflow graphs stored as `workflows/<name>.json` (ComfyUI API format)."""
+"""Named workflow graphs (ComfyUI API format) and the parameters declared beside them.
+
+Which file a reference names is the catalog's answer (see `catalog`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
-from ..errors import BadRequest, GatewayError, NotFound
+from ..errors import GatewayError, NotFound
 from ..params import Declaration, DeclarationError, load_declaration
+from .catalog import Catalog, Resolved
+from .refs import DECLARATION_SUFFIX
 
-# A plain file name: no separators, no leading dot, so no path traversal.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-DECLARATION_SUFFIX = ".params"
+__all__ = ["Resolved", "WorkflowStore"]
 
 
-class WorkflowStore:
-    """Lists and loads graphs; parsed files are cached until their mtime changes."""
+class WorkflowStore(Catalog):
+    """Lists, resolves and loads graphs; files are cached until their mtime changes."""
 
     def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
+        super().__init__(root)
         self._cache: dict[str, tuple[float, str]] = {}
         self._declarations: dict[str, tuple[float, Declaration | None]] = {}
 
-    def names(self) -> list[str]:
-        """Sorted workflow names (parameter declarations are not workflows)."""
-        try:
-            entries = os.listdir(self.root)
-        except FileNotFoundError:
-            return []
-        names = []
-        for entry in entries:
-            stem, ext = os.path.splitext(entry)
-            if ext == ".json" and not stem.endswith(DECLARATION_SUFFIX) and _NAME.match(stem):
-                names.append(stem)
-        return sorted(names)
+    def path_for(self, ref: str) -> str:
+        """The file of a workflow reference (see `resolve`)."""
+        return self.resolve(ref).path
 
-    def path_for(self, name: str) -> str:
-        """The file of a workflow name.
-
-        :raises BadRequest: for a name that is not a plain file name.
-        """
-        if name.endswith(".json"):
-            name = name[: -len(".json")]
-        if not _NAME.match(name) or ".." in name or name.endswith(DECLARATION_SUFFIX):
-            raise BadRequest(f"Invalid workflow name {name!r}")
-        return os.path.join(self.root, name + ".json")
-
-    def load(self, name: str) -> dict[str, Any]:
+    def load(self, ref: str) -> dict[str, Any]:
         """A fresh copy of the named graph, safe to modify.
 
-        :raises NotFound: when there is no such workflow.
+        :raises NotFound: when there is no such workflow (or version, or alias).
         """
-        path = self.path_for(name)
+        path = self.path_for(ref)
         try:
             mtime = os.stat(path).st_mtime
         except FileNotFoundError:
-            raise NotFound(f"Workflow {name!r} not found", workflow=name) from None
+            raise NotFound(f"Workflow {ref!r} not found", workflow=ref) from None
         cached = self._cache.get(path)
         if cached is None or cached[0] != mtime:
             with open(path, encoding="utf-8") as handle:
@@ -65,29 +47,28 @@ class WorkflowStore:
         try:
             graph = json.loads(cached[1])  # parsing again is the cheapest deep copy
         except ValueError as err:
-            raise GatewayError(f"Workflow {name!r} is not valid JSON: {err}") from err
+            raise GatewayError(f"Workflow {ref!r} is not valid JSON: {err}") from err
         if not isinstance(graph, dict):
-            raise GatewayError(f"Workflow {name!r} is not a ComfyUI API-format graph")
+            raise GatewayError(f"Workflow {ref!r} is not a ComfyUI API-format graph")
         return graph
 
-    def declared_tags(self, name: str) -> tuple[str, ...]:
+    def declared_tags(self, ref: str) -> tuple[str, ...]:
         """The server tags the workflow's declaration says its runs need (none without one).
 
         :raises GatewayError: a missing workflow, or a broken declaration.
         """
-        path = self.path_for(name)
-        if not os.path.exists(path[: -len(".json")] + DECLARATION_SUFFIX + ".json"):
+        if not os.path.exists(_declaration_file(self.path_for(ref))):
             return ()
-        declaration = self.declaration(name, self.load(name))
+        declaration = self.declaration(ref, self.load(ref))
         return declaration.tags if declaration is not None else ()
 
-    def declaration(self, name: str, graph: dict[str, Any]) -> Declaration | None:
-        """The typed parameters declared beside a workflow (`<name>.params.json`), if any.
+    def declaration(self, ref: str, graph: dict[str, Any]) -> Declaration | None:
+        """The typed parameters declared beside the graph file (`<file>.params.json`), if any.
 
         :raises GatewayError: when the declaration is broken (a deployment error).
         """
-        path = self.path_for(name)
-        params_path = path[: -len(".json")] + DECLARATION_SUFFIX + ".json"
+        path = self.path_for(ref)
+        params_path = _declaration_file(path)
         try:
             mtime = os.stat(params_path).st_mtime
         except FileNotFoundError:
@@ -97,6 +78,10 @@ class WorkflowStore:
             try:
                 cached = (mtime, load_declaration(path, graph))
             except DeclarationError as err:
-                raise GatewayError(f"Parameters of workflow {name!r} are invalid: {err}") from err
+                raise GatewayError(f"Parameters of workflow {ref!r} are invalid: {err}") from err
             self._declarations[params_path] = cached
         return cached[1]
+
+
+def _declaration_file(path: str) -> str:
+    return path[: -len(".json")] + DECLARATION_SUFFIX + ".json"
