@@ -71,8 +71,3 @@ def whole_number(name: str, expected: str, low: int, high: int) -> Callable[[Any
         return value
 
     return validate
-
-
-def text_or_none(raw: Any) -> str | None:
-    """A node id as text: ids are strings in ComfyUI's graphs, clients send numbers too."""
-    return None if raw is None or raw == "" else str(raw)
