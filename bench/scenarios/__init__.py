@@ -120,6 +120,7 @@ def registry() -> dict[str, ScenarioFn]:
         overhead,
         runs,
         sse,
+        validation,
     )
 
     return {
@@ -133,4 +134,5 @@ def registry() -> dict[str, ScenarioFn]:
         "deliveries": deliveries.run,
         "crossworker": crossworker.run,
         "fleet": fleet.run,
+        "validation": validation.run,
     }
