@@ -9,6 +9,7 @@ import shutil
 import signal
 
 from comfysync.config import Settings, load_env_file
+from comfysync.pids import alive
 
 load_env_file()  # `.env` (or ENV_FILE) under the real environment; workers inherit it
 _settings = Settings.from_env(os.environ)
@@ -24,22 +25,12 @@ def _metrics_folder(data_dir):
     root = os.path.join(data_dir, "metrics")
     os.makedirs(root, exist_ok=True)
     for name in os.listdir(root):
-        if name.isdigit() and not _alive(int(name)):
+        if name.isdigit() and not alive(int(name)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     folder = os.path.join(root, str(os.getpid()))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     return folder
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

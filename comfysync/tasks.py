@@ -47,12 +47,17 @@ def image_entries(
     ]
 
 
+def _servers_to_ask(gateway: Gateway) -> list[ComfyBackend]:
+    """The servers a lookup asks, in order: with a fleet, the down ones are skipped
+    (the others may know the prompt; a prompt of a down server is being moved)."""
+    backends = gateway.backends
+    return backends if len(backends) == 1 else [b for b in backends if b.up]
+
+
 def task_status(gateway: Gateway, prompt_id: str) -> dict[str, Any]:
     """Where a prompt stands: pending, running, completed, error, cancelled or not_found."""
     cancelled = False
-    for backend in gateway.backends:
-        if not backend.up and len(gateway.backends) > 1:
-            continue  # the others may know it; a prompt of a down server is being moved
+    for backend in _servers_to_ask(gateway):
         found = _task_status_on(gateway, backend, prompt_id)
         if found is not None:
             return found
@@ -85,9 +90,7 @@ def _task_status_on(
 
 def find_history(gateway: Gateway, prompt_id: str) -> tuple[ComfyBackend, Any] | None:
     """The server whose history holds the prompt, and the entry; None when none does."""
-    for backend in gateway.backends:
-        if not backend.up and len(gateway.backends) > 1:
-            continue
+    for backend in _servers_to_ask(gateway):
         entry = backend.client.history(prompt_id)
         if entry:
             return backend, entry
@@ -126,9 +129,7 @@ def history_item(
 def history(gateway: Gateway, max_items: int | None) -> list[dict[str, Any]]:
     """The newest finished prompts of every server, newest first."""
     items: list[tuple[float, dict[str, Any]]] = []
-    for backend in gateway.backends:
-        if not backend.up and len(gateway.backends) > 1:
-            continue
+    for backend in _servers_to_ask(gateway):
         entries = backend.client.histories(max_items)
         for pid, entry in entries.items():
             outcome = outcome_from_history(entry)

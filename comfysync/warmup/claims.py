@@ -18,6 +18,8 @@ import json
 import os
 from typing import Any, BinaryIO
 
+from ..pids import alive
+
 STATE_FILE = "servers.json"
 # A claim that is still under way (its owner is alive); anything else is final.
 UNDER_WAY = frozenset({"running", "waiting"})
@@ -116,17 +118,7 @@ def _takeable(state: dict[str, Any]) -> bool:
     if state.get("status") not in UNDER_WAY:
         return False
     pid = state.get("pid")
-    return pid == os.getpid() or not (isinstance(pid, int) and _alive(pid))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or not (isinstance(pid, int) and alive(pid))
 
 
 def _remove(path: str) -> None:
