@@ -68,7 +68,13 @@ def _spec_for(name: str, body: Any, files: dict[str, bytes]) -> GenerationSpec:
 
 
 @bp.post("/workflow/<name>")
-@operation(body=WorkflowPatch, multipart=True, answers={200: QueuedPrompt}, tag="workflows")
+@operation(
+    body=WorkflowPatch,
+    multipart=True,
+    answers={200: QueuedPrompt},
+    tag="workflows",
+    body_required=False,
+)
 def queue_workflow(name: str):
     """Submit a stored workflow without waiting; poll `/api/task_status/<prompt_id>`."""
     gateway = current_app.extensions["comfysync"]
@@ -115,7 +121,13 @@ def _typed_body(name: str, body: Any) -> dict[str, Any]:
 
 
 @bp.post("/workflows/<name>/generate")
-@operation(body=WorkflowInputs, multipart=True, answers={200: GenerateResponse}, tag="workflows")
+@operation(
+    body=WorkflowInputs,
+    multipart=True,
+    answers={200: GenerateResponse},
+    tag="workflows",
+    body_required=False,
+)
 def generate_workflow(name: str):
     """Run a stored workflow with its typed parameters; answers as /api/generate.
 
@@ -126,7 +138,13 @@ def generate_workflow(name: str):
 
 
 @bp.post("/workflows/<name>/run")
-@operation(body=WorkflowInputs, multipart=True, answers={201: RunCreated}, tag="workflows")
+@operation(
+    body=WorkflowInputs,
+    multipart=True,
+    answers={201: RunCreated},
+    tag="workflows",
+    body_required=False,
+)
 def run_workflow(name: str):
     """Queue a stored workflow with its typed parameters; answers as /api/run."""
     body, files = read_body()

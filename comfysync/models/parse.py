@@ -23,7 +23,9 @@ def parse(model: type[Model], body: Any, what: str = "The request body") -> Mode
     try:
         return model.model_validate(body)
     except ValidationError as err:
-        errors = [_refusal(model, detail) for detail in err.errors(include_url=False)]
+        found = (_refusal(model, detail) for detail in err.errors(include_url=False))
+        # A value refused by several branches of a union is one bad field.
+        errors = list({(e["field"], e["message"]): e for e in found}.values())
     first = errors[0]
     raise BadRequest(first["message"], field=first["field"], errors=errors)
 

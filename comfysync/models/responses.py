@@ -196,9 +196,5 @@ class Readiness(Body):
     reasons: list[str] | None = None
 
 
-class Delivery(Body):
-    """`POST /api/run/<run_id>/webhook`: the delivery queued again."""
-
-
 class ComfyPassThrough(Body):
     """ComfyUI's own answer, unchanged."""

@@ -16,7 +16,6 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ..models.requests import OutputRequest
 from ..models.responses import ErrorBody, GenerateResponse, RunCreated
 from .operations import EVENTS, FILE, TEXT, Answer, Operation, declared
 
@@ -102,9 +101,9 @@ def _models(operations: Iterable[Operation]) -> list[type[BaseModel]]:
         for model in (op.body, *op.answers.values()):
             if isinstance(model, type):
                 models[model.__name__] = model
+    # The answers of the typed workflow operations, which no route declares.
     models["GenerateResponse"] = GenerateResponse
     models["RunCreated"] = RunCreated
-    models["OutputRequest"] = OutputRequest
     return list(models.values())
 
 
