@@ -178,3 +178,5 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
                 failures.append(f"{operation.label} ({mode.value}): {err}")
     assert not failures, "\n\n".join([*failures, "gateway log:", service.logs()[-6000:]])
     assert sent >= MINIMUM_REQUESTS
+    # Refused is refused: no request, however hostile, left a traceback behind.
+    assert "Traceback" not in service.logs()
