@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from .errors import Forbidden, NotFound, Unauthorized
 
 ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Words that begin URLs: an input image `http:...` or `data:...` is never a mount file.
+URL_WORDS = frozenset({"http", "https", "data"})
 
 
 class OutsideMount(Forbidden):
@@ -46,6 +48,25 @@ def parse_mounts(raw: str) -> tuple[Mount, ...]:
             raise ValueError(f"the alias {alias!r} is used twice")
         mounts.append(Mount(alias, os.path.realpath(path)))
     return tuple(mounts)
+
+
+def pick_inputs(raw: str, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
+    """The mounts named in `raw` (aliases split by commas or semicolons) that inputs may read.
+
+    :raises ValueError: an alias not among `mounts`, or one that reads as a URL scheme.
+    """
+    picked: list[Mount] = []
+    for alias in (part.strip() for part in re.split(r"[,;]", raw)):
+        if not alias:
+            continue
+        if alias.lower() in URL_WORDS:
+            raise ValueError(f"{alias!r} cannot be an input mount: it reads as a URL scheme")
+        mount = next((m for m in mounts if m.alias == alias), None)
+        if mount is None:
+            raise ValueError(f"{alias!r} is not one of FILE_MOUNTS")
+        if mount not in picked:
+            picked.append(mount)
+    return tuple(picked)
 
 
 def check_key(expected: str, supplied: str | None) -> None:

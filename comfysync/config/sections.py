@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..keys import ApiKey, Rate, load_keys_file, parse_rate
-from ..mounts import Mount, parse_mounts
+from ..mounts import Mount, parse_mounts, pick_inputs
 from .convert import (
     AllowList,
     IPNetwork,
@@ -123,6 +123,7 @@ class InputSettings:
     max_images: int = 8
     allow_hosts: tuple[str, ...] = ()  # host names (".example.com" = subdomains too)
     allow_networks: tuple[IPNetwork, ...] = ()
+    mounts: tuple[Mount, ...] = ()  # INPUT_MOUNTS: file mounts `alias:name` may read
 
 
 @dataclass(frozen=True)
@@ -321,11 +322,12 @@ declare(
     "INPUT_FETCH_CONCURRENCY",
     "INPUT_MAX_IMAGES",
     "INPUT_ALLOW_HOSTS",
+    "INPUT_MOUNTS",
 )
 
 
-def read_inputs(env: Reader) -> InputSettings:
-    """Limits on input images, from the `INPUT_*` variables.
+def read_inputs(env: Reader, file_mounts: tuple[Mount, ...] = ()) -> InputSettings:
+    """Limits on input images, from the `INPUT_*` variables; INPUT_MOUNTS picks `file_mounts`.
 
     :raises ConfigError: naming the variable with an unusable value.
     """
@@ -344,6 +346,7 @@ def read_inputs(env: Reader) -> InputSettings:
         max_images=env.get("INPUT_MAX_IMAGES", d.max_images, to_positive_int),
         allow_hosts=hosts,
         allow_networks=networks,
+        mounts=env.get("INPUT_MOUNTS", d.mounts, partial(pick_inputs, mounts=file_mounts)),
     )
 
 
