@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .errors import Forbidden, NotFound, Unauthorized
 
@@ -67,6 +68,23 @@ def pick_inputs(raw: str, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
         if mount not in picked:
             picked.append(mount)
     return tuple(picked)
+
+
+def url_prefix_for(mounts: tuple[Mount, ...], access_key: str, folder: str) -> str:
+    """The mount URL that serves `folder`: `/comfyui_server/pw=<key>/files/<alias>[/<sub>]`.
+
+    The innermost mount holding `folder` (real paths) is the one used.
+
+    :raises ValueError: no mount holds `folder`.
+    """
+    real = os.path.realpath(folder)
+    holding = [m for m in mounts if os.path.commonpath([real, m.root]) == m.root]
+    if not holding:
+        raise ValueError(f"the folder {folder!r} is inside none of FILE_MOUNTS")
+    mount = max(holding, key=lambda m: len(m.root))
+    prefix = f"/comfyui_server/pw={quote(access_key, safe='')}/files/{mount.alias}"
+    sub = os.path.relpath(real, mount.root)
+    return prefix if sub == "." else f"{prefix}/{quote(sub)}"
 
 
 def check_key(expected: str, supplied: str | None) -> None:

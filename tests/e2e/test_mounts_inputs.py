@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,10 @@ def gateway(folders: Path) -> Iterator[Gateway]:
     yield started
     started.stop()
     sim.stop()
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def generate(gateway: Gateway, image: str):
@@ -97,3 +102,29 @@ def test_an_input_mount_outside_file_mounts_stops_the_start(folders: Path) -> No
     with pytest.raises(RuntimeError) as caught:
         gateway.start()
     assert "INPUT_MOUNTS" in str(caught.value) and "'elsewhere'" in str(caught.value)
+
+
+def test_output_urls_point_into_the_mount_that_holds_output_dir() -> None:
+    sim = Simulator().start()
+    gateway = Gateway(
+        sim.url,
+        env={"WORKFLOWS_DIR": os.path.join(ROOT, "workflows"), "OUTPUT_URL_STYLE": "mounts"},
+    )
+    # OUTPUT_DIR is `output_images` inside the gateway's own work folder: mount that folder.
+    gateway.env |= {"FILE_MOUNTS": f"work:{gateway.workdir}", "FILE_ACCESS_KEY": KEY}
+    try:
+        gateway.start()
+        response = gateway.post(
+            "/api/generate",
+            json={"workflow": "demo_image_invert", "inputs": {"image": data_url(CAT)}},
+        )
+        assert response.status_code == 200, response.text
+        url = response.json()["url"]
+        assert url.startswith(f"/comfyui_server/pw={KEY}/files/work/output_images/"), url
+        served = gateway.get(url)
+        assert served.status_code == 200
+        assert pixel(served.content, (6, 4)) == inverted(CAT_COLOR)
+        assert gateway.get(url.replace(KEY, "wrong-key-0123456789")).status_code == 401
+    finally:
+        gateway.stop()
+        sim.stop()
