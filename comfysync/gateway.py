@@ -38,7 +38,12 @@ class Gateway:
             if service.local_url_secret
             else None
         )
-        self.local = LocalDiskStore(service.output_dir, service.server_base_url, signer=signer)
+        self.local = LocalDiskStore(
+            service.output_dir,
+            service.server_base_url,
+            url_prefix=service.output_url_prefix,
+            signer=signer,
+        )
         self.backends = [
             ComfyBackend.build(settings, self.local, server) for server in settings.comfy.servers
         ]

@@ -11,10 +11,13 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .errors import Forbidden, NotFound, Unauthorized
 
 ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Words that begin URLs: an input image `http:...` or `data:...` is never a mount file.
+URL_WORDS = frozenset({"http", "https", "data"})
 
 
 class OutsideMount(Forbidden):
@@ -46,6 +49,42 @@ def parse_mounts(raw: str) -> tuple[Mount, ...]:
             raise ValueError(f"the alias {alias!r} is used twice")
         mounts.append(Mount(alias, os.path.realpath(path)))
     return tuple(mounts)
+
+
+def pick_inputs(raw: str, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
+    """The mounts named in `raw` (aliases split by commas or semicolons) that inputs may read.
+
+    :raises ValueError: an alias not among `mounts`, or one that reads as a URL scheme.
+    """
+    picked: list[Mount] = []
+    for alias in (part.strip() for part in re.split(r"[,;]", raw)):
+        if not alias:
+            continue
+        if alias.lower() in URL_WORDS:
+            raise ValueError(f"{alias!r} cannot be an input mount: it reads as a URL scheme")
+        mount = next((m for m in mounts if m.alias == alias), None)
+        if mount is None:
+            raise ValueError(f"{alias!r} is not one of FILE_MOUNTS")
+        if mount not in picked:
+            picked.append(mount)
+    return tuple(picked)
+
+
+def url_prefix_for(mounts: tuple[Mount, ...], access_key: str, folder: str) -> str:
+    """The mount URL that serves `folder`: `/comfyui_server/pw=<key>/files/<alias>[/<sub>]`.
+
+    The innermost mount holding `folder` (real paths) is the one used.
+
+    :raises ValueError: no mount holds `folder`.
+    """
+    real = os.path.realpath(folder)
+    holding = [m for m in mounts if os.path.commonpath([real, m.root]) == m.root]
+    if not holding:
+        raise ValueError(f"the folder {folder!r} is inside none of FILE_MOUNTS")
+    mount = max(holding, key=lambda m: len(m.root))
+    prefix = f"/comfyui_server/pw={quote(access_key, safe='')}/files/{mount.alias}"
+    sub = os.path.relpath(real, mount.root)
+    return prefix if sub == "." else f"{prefix}/{quote(sub)}"
 
 
 def check_key(expected: str, supplied: str | None) -> None:

@@ -113,7 +113,7 @@ class Settings:
         return cls(
             comfy=read_comfy(reader),
             service=service,
-            inputs=read_inputs(reader),
+            inputs=read_inputs(reader, service.file_mounts),
             storage=read_storage(reader),
             uploads=read_uploads(reader),
             retention=read_retention(reader),

@@ -88,6 +88,14 @@ def to_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def to_output_url_style(raw: str) -> str:
+    """`storage` (links under /output_images) or `mounts` (links through a file mount)."""
+    value = raw.strip().lower()
+    if value not in ("storage", "mounts"):
+        raise ValueError("expected storage or mounts")
+    return value
+
+
 def to_log_format(raw: str) -> str:
     """`plain` or `json`."""
     value = raw.strip().lower()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..keys import ApiKey, Rate, load_keys_file, parse_rate
-from ..mounts import Mount, parse_mounts
+from ..mounts import Mount, parse_mounts, pick_inputs, url_prefix_for
 from .convert import (
     AllowList,
     IPNetwork,
@@ -18,6 +18,7 @@ from .convert import (
     to_log_format,
     to_log_level,
     to_origins,
+    to_output_url_style,
     to_port,
     to_positive_float,
     to_positive_int,
@@ -82,6 +83,9 @@ class ServiceSettings:
     workflows_dir: str = "workflows"
     warmup_workflow: str = ""  # run on every ComfyUI server at start; empty: none
     output_dir: str = "output_images"
+    output_url_style: str = "storage"  # or "mounts": local outputs linked through a file mount
+    # Where local outputs are served; with "mounts", a mount URL that holds FILE_ACCESS_KEY.
+    output_url_prefix: str = field(default="/output_images", repr=False)
     generation_timeout: float = 600.0
     cancel_on_disconnect: bool = True
     cancel_on_timeout: bool = False
@@ -123,6 +127,7 @@ class InputSettings:
     max_images: int = 8
     allow_hosts: tuple[str, ...] = ()  # host names (".example.com" = subdomains too)
     allow_networks: tuple[IPNetwork, ...] = ()
+    mounts: tuple[Mount, ...] = ()  # INPUT_MOUNTS: file mounts `alias:name` may read
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,7 @@ declare(
     "WORKFLOWS_DIR",
     "WARMUP_WORKFLOW",
     "OUTPUT_DIR",
+    "OUTPUT_URL_STYLE",
     "GENERATION_TIMEOUT",
     "CANCEL_ON_DISCONNECT",
     "CANCEL_ON_TIMEOUT",
@@ -243,6 +249,20 @@ def read_service(env: Reader) -> ServiceSettings:
     if url_secret and len(url_secret) < 16:
         raise ConfigError("LOCAL_URL_SECRET must be at least 16 characters")
     workflows_dir = env.get("WORKFLOWS_DIR", d.workflows_dir, str.strip)
+    output_dir = env.get("OUTPUT_DIR", d.output_dir, str.strip)
+    style = env.get("OUTPUT_URL_STYLE", d.output_url_style, to_output_url_style)
+    url_prefix = d.output_url_prefix
+    if style == "mounts":
+        if url_secret:
+            raise ConfigError(
+                "OUTPUT_URL_STYLE=mounts cannot be used with LOCAL_URL_SECRET: "
+                "mount URLs are not signed"
+            )
+        try:
+            url_prefix = url_prefix_for(mounts, access_key, output_dir)
+        except ValueError as err:
+            message = f"OUTPUT_URL_STYLE=mounts needs OUTPUT_DIR in a mount: {err}"
+            raise ConfigError(message) from err
     return ServiceSettings(
         file_mounts=mounts,
         file_access_key=access_key,
@@ -264,7 +284,9 @@ def read_service(env: Reader) -> ServiceSettings:
         body_timeout=env.get("BODY_TIMEOUT", d.body_timeout, to_positive_float),
         workflows_dir=workflows_dir,
         warmup_workflow=env.get("WARMUP_WORKFLOW", "", partial(to_stored_workflow, workflows_dir)),
-        output_dir=env.get("OUTPUT_DIR", d.output_dir, str.strip),
+        output_dir=output_dir,
+        output_url_style=style,
+        output_url_prefix=url_prefix,
         generation_timeout=env.get("GENERATION_TIMEOUT", d.generation_timeout, to_positive_float),
         cancel_on_disconnect=env.get("CANCEL_ON_DISCONNECT", d.cancel_on_disconnect, to_bool),
         cancel_on_timeout=env.get("CANCEL_ON_TIMEOUT", d.cancel_on_timeout, to_bool),
@@ -321,11 +343,12 @@ declare(
     "INPUT_FETCH_CONCURRENCY",
     "INPUT_MAX_IMAGES",
     "INPUT_ALLOW_HOSTS",
+    "INPUT_MOUNTS",
 )
 
 
-def read_inputs(env: Reader) -> InputSettings:
-    """Limits on input images, from the `INPUT_*` variables.
+def read_inputs(env: Reader, file_mounts: tuple[Mount, ...] = ()) -> InputSettings:
+    """Limits on input images, from the `INPUT_*` variables; INPUT_MOUNTS picks `file_mounts`.
 
     :raises ConfigError: naming the variable with an unusable value.
     """
@@ -344,6 +367,7 @@ def read_inputs(env: Reader) -> InputSettings:
         max_images=env.get("INPUT_MAX_IMAGES", d.max_images, to_positive_int),
         allow_hosts=hosts,
         allow_networks=networks,
+        mounts=env.get("INPUT_MOUNTS", d.mounts, partial(pick_inputs, mounts=file_mounts)),
     )
 
 

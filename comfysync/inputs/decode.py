@@ -8,9 +8,13 @@ import re
 from enum import Enum
 
 from comfysync.inputs.errors import BlockedAddress, NotAnImage, TooLarge
+from comfysync.mounts import URL_WORDS
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _DATA_URL = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*?)(;base64)?,", re.IGNORECASE)
+# `alias:relative/name`: a file in an input mount. No `//` after the colon, so a URL
+# (or a mistyped one) never reads as one; `data:` is matched before this.
+_MOUNT_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(?!//)(.+)$", re.DOTALL)
 _BASE64 = re.compile(r"^[A-Za-z0-9+/_\-\s]+={0,2}\s*$")
 # No ComfyUI input file name is this long; a longer base64-looking string is data.
 _MAX_NAME_LENGTH = 255
@@ -33,11 +37,12 @@ class SourceKind(Enum):
     OTHER_SCHEME = "other_scheme"  # file://, ftp://, gopher://...: never fetched
     DATA_URL = "data_url"
     BASE64 = "base64"
+    MOUNT = "mount"  # alias:name, a file in one of INPUT_MOUNTS
     NAME = "name"  # a file already in ComfyUI's input folder
 
 
 def classify(value: str) -> SourceKind:
-    """Decide whether `value` is a URL, a data URL, raw base64 or a plain file name."""
+    """Decide whether `value` is a URL, a data URL, a mount file, raw base64 or a plain name."""
     text = value.strip()
     scheme = _SCHEME.match(text)
     if scheme:
@@ -45,9 +50,19 @@ def classify(value: str) -> SourceKind:
         return SourceKind.URL if is_http else SourceKind.OTHER_SCHEME
     if text[:5].lower() == "data:":
         return SourceKind.DATA_URL
+    if mount_reference(text) is not None:
+        return SourceKind.MOUNT
     if _looks_like_base64(text):
         return SourceKind.BASE64
     return SourceKind.NAME
+
+
+def mount_reference(value: str) -> tuple[str, str] | None:
+    """`(alias, name)` when `value` is `alias:name` and the alias is not a URL scheme."""
+    match = _MOUNT_REF.match(value.strip())
+    if match is None or match.group(1).lower() in URL_WORDS:
+        return None
+    return match.group(1), match.group(2)
 
 
 def is_inline_or_url(value: object) -> bool:

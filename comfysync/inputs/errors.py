@@ -75,6 +75,18 @@ class NotAnImage(ImageInputError):
     kind = "not an image"
 
 
+class BlockedPath(ImageInputError):
+    """`alias:name` whose alias is not an input mount, or whose path leads out of it."""
+
+    kind = "blocked path"
+
+
+class MissingFile(ImageInputError):
+    """`alias:name` names no readable file in that input mount."""
+
+    kind = "not found"
+
+
 def describe(value: Any) -> str:
     """A short, safe description of a received value for the `got` field."""
     if isinstance(value, bytes | bytearray):

@@ -27,6 +27,7 @@ from comfysync.inputs.errors import (
     describe,
 )
 from comfysync.inputs.fetch import ImageFetcher
+from comfysync.inputs.mounted import read_mounted
 from comfysync.inputs.settings import InputSettings
 from comfysync.inputs.verify import VerifiedImage, verify_image
 
@@ -40,7 +41,10 @@ Upload = Callable[[bytes, str], str]
 
 Graph = dict[str, Any]
 
-EXPECTED_IMAGE = "image: http(s) URL, data:image/...;base64, URL, base64 or uploaded file"
+EXPECTED_IMAGE = (
+    "image: http(s) URL, data:image/...;base64, URL, base64, uploaded file "
+    "or alias:name in an input mount"
+)
 # Core nodes whose `image` input names a file in ComfyUI's input folder.
 LOAD_IMAGE_CLASSES = frozenset({"LoadImage", "LoadImageMask"})
 UPLOAD_TIMEOUT = 120.0  # the upload callable has its own timeouts; this bounds the wait
@@ -156,6 +160,8 @@ def _load(job: ImageJob, fetcher: ImageFetcher, settings: InputSettings) -> Veri
             data = fetcher.fetch(source.strip())  # refuses schemes other than http(s)
         elif kind is SourceKind.DATA_URL:
             data = decode_data_url(source, settings.max_bytes)
+        elif kind is SourceKind.MOUNT:
+            data = read_mounted(source, settings.mounts, settings.max_bytes)
         else:
             data = decode_base64(source, settings.max_bytes)
     return verify_image(

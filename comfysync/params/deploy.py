@@ -158,7 +158,7 @@ def _param(node_id: str, node: dict[str, Any], graph: Mapping[str, Any]) -> Para
             break
         if value is None or value == "":
             continue
-        if kind.file_name and isinstance(value, str) and classify(value) is not SourceKind.NAME:
+        if kind.file_name and isinstance(value, str) and _is_fetched(value):
             continue  # a download URL: we never fetch models, so the next field decides
         default, has_default = value, True
         break
@@ -202,3 +202,8 @@ def _number(value: Any, fallback: float) -> float:
 def _new_id(graph: Mapping[str, Any]) -> str:
     numbers = (parse_whole(str(k)) for k in graph)
     return str(max((n for n in numbers if n is not None), default=0) + 1)
+
+
+def _is_fetched(value: str) -> bool:
+    """A URL or inline data; `alias:name` is an input-image form, a plain name here."""
+    return classify(value) not in (SourceKind.NAME, SourceKind.MOUNT)

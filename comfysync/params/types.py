@@ -59,7 +59,10 @@ def expected(param: Param) -> str:
         return "one of: " + ", ".join(str(c) for c in param.choices)
     if param.type == "image":
         alpha = " (alpha kept)" if param.alpha else ""
-        return f"image{alpha}: http(s) URL, data URL, base64, uploaded file or input file name"
+        return (
+            f"image{alpha}: http(s) URL, data URL, base64, uploaded file, "
+            "alias:name in an input mount or input file name"
+        )
     if param.type == "bool":
         return "bool (true/false)"
     text = {"string": "string", "int": "integer", "float": "number"}[param.type]
@@ -91,7 +94,8 @@ def _to_string(param: Param, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(f"expected a string, got {_json_type(value)}")
     text = value if isinstance(value, str) else str(value)
-    if param.file_name and classify(text) is not SourceKind.NAME:
+    # `alias:name` is an input-image form only; for a model file it stays a plain name.
+    if param.file_name and classify(text) not in (SourceKind.NAME, SourceKind.MOUNT):
         raise Invalid("must name a file ComfyUI already has; downloading models is not supported")
     return text
 

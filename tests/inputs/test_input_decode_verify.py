@@ -29,7 +29,8 @@ from .conftest import bomb_png, make_jpeg, make_png
         ("subfolder/photo 1.jpg", SourceKind.NAME),
         ("image", SourceKind.NAME),
         ("myupload", SourceKind.NAME),
-        ("C:\\images\\a.png", SourceKind.NAME),
+        # A file in a mount named `C`: refused on preparing unless INPUT_MOUNTS allows one.
+        ("C:\\images\\a.png", SourceKind.MOUNT),
     ],
 )
 def test_classify(value: str, kind: SourceKind) -> None:

@@ -153,6 +153,8 @@ def test_image_conversion() -> None:
     assert convert(param, b"\x89PNG") == b"\x89PNG"
     assert convert(param, " https://example.com/a.png ") == "https://example.com/a.png"
     assert convert(param, " cat.png ") == "cat.png"
+    # alias:name is a mount file; whether that mount may be read is decided on preparing.
+    assert convert(param, "C:secret.png") == "C:secret.png"
     for bad, reason in (
         ("", "empty"),
         (b"", "empty"),
@@ -162,7 +164,7 @@ def test_image_conversion() -> None:
         ("..\\secret.png", "without folders"),
         ("photos/cat.png", "without folders"),
         ("..", "not '..'"),
-        ("C:secret.png", "without ':'"),
+        ("cat:", "without ':'"),
         ("cat.png [output]", "annotation"),
         ("cat.png [temp]", "annotation"),
     ):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from comfysync import create_app
-from comfysync.config import ConfigError
+from comfysync.config import ConfigError, Settings
 
 KEY = "0123456789abcdef-key"
 
@@ -108,3 +108,32 @@ def test_without_mounts_the_route_is_a_404(tree) -> None:
     client = create_app({"DATA_DIR": str(tree / "d"), "OUTPUT_DIR": str(tree / "o")}).test_client()
     answer = client.get(f"/comfyui_server/pw={KEY}/files/attachments/cat.png")
     assert answer.status_code == 404
+
+
+def _output_settings(tree, **env: str):
+    return Settings.from_env(
+        {"FILE_MOUNTS": f"top:{tree};out:{tree / 'out'}", "FILE_ACCESS_KEY": KEY, **env}
+    ).service
+
+
+def test_output_urls_through_the_innermost_mount_holding_output_dir(tree) -> None:
+    service = _output_settings(tree, OUTPUT_URL_STYLE="mounts", OUTPUT_DIR=str(tree / "out" / "a"))
+    assert service.output_url_prefix == f"/comfyui_server/pw={KEY}/files/out/a"
+    assert _output_settings(tree).output_url_prefix == "/output_images"  # the default: storage
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"OUTPUT_URL_STYLE": "mounts", "OUTPUT_DIR": "/"}, "inside none of FILE_MOUNTS"),
+        (
+            {"OUTPUT_URL_STYLE": "mounts", "LOCAL_URL_SECRET": "s" * 16},
+            "cannot be used with LOCAL_URL_SECRET",
+        ),
+        ({"OUTPUT_URL_STYLE": "links"}, "expected storage or mounts"),
+    ],
+)
+def test_a_bad_output_url_style_is_a_start_up_error(tree, env, problem) -> None:
+    with pytest.raises(ConfigError, match="OUTPUT_URL_STYLE") as caught:
+        _output_settings(tree, **{"OUTPUT_DIR": str(tree / "out"), **env})
+    assert problem in str(caught.value)
