@@ -111,7 +111,7 @@ def test_output_urls_point_into_the_mount_that_holds_output_dir() -> None:
         env={"WORKFLOWS_DIR": os.path.join(ROOT, "workflows"), "OUTPUT_URL_STYLE": "mounts"},
     )
     # OUTPUT_DIR is `output_images` inside the gateway's own work folder: mount that folder.
-    gateway.env |= {"FILE_MOUNTS": f"work:{gateway.workdir}", "FILE_ACCESS_KEY": KEY}
+    gateway.env |= {"FILE_MOUNTS": f"scratch:{gateway.workdir}", "FILE_ACCESS_KEY": KEY}
     try:
         gateway.start()
         response = gateway.post(
@@ -120,7 +120,7 @@ def test_output_urls_point_into_the_mount_that_holds_output_dir() -> None:
         )
         assert response.status_code == 200, response.text
         url = response.json()["url"]
-        assert url.startswith(f"/comfyui_server/pw={KEY}/files/work/output_images/"), url
+        assert url.startswith(f"/comfyui_server/pw={KEY}/files/scratch/output_images/"), url
         served = gateway.get(url)
         assert served.status_code == 200
         assert pixel(served.content, (6, 4)) == inverted(CAT_COLOR)
